@@ -1,0 +1,124 @@
+"""Multi-scale deformable attention (Deformable DETR), in plain PyTorch.
+
+Each query looks at `n_points` learned offsets around its reference point on each of the
+`n_levels` feature maps, per head, and takes an attention-weighted sum of the bilinearly
+sampled values.  No compiled extension is needed: `ms_deform_attn_reference` is the
+`grid_sample` formulation the public code uses on CPU, and `ms_deform_attn` dispatches to the
+fastest implementation available (see `models/ms_deform_attn_ops.py`), all of which agree with
+the reference to float rounding.
+"""
+import math
+import warnings
+from typing import List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def ms_deform_attn_reference(value: torch.Tensor, spatial_shapes: Sequence[Tuple[int, int]],
+                             sampling_locations: torch.Tensor,
+                             attention_weights: torch.Tensor) -> torch.Tensor:
+    """The reference computation: one `grid_sample` per level.
+
+    value:              [N, S, M, D]   (S = sum of H*W over levels, M heads, D channels per head)
+    spatial_shapes:     [(H, W)] per level
+    sampling_locations: [N, Lq, M, L, P, 2] in [0, 1], x then y
+    attention_weights:  [N, Lq, M, L, P]
+    returns             [N, Lq, M*D]
+    """
+    n, _, m, d = value.shape
+    _, lq, _, n_levels, n_points, _ = sampling_locations.shape
+    values = value.split([int(h) * int(w) for h, w in spatial_shapes], dim=1)
+    grids = 2 * sampling_locations - 1  # grid_sample wants [-1, 1]
+    sampled = []
+    for lvl, (h, w) in enumerate(spatial_shapes):
+        # [N, HW, M, D] -> [N*M, D, H, W]
+        v = values[lvl].flatten(2).transpose(1, 2).reshape(n * m, d, int(h), int(w))
+        # [N, Lq, M, P, 2] -> [N*M, Lq, P, 2]
+        g = grids[:, :, :, lvl].transpose(1, 2).flatten(0, 1)
+        sampled.append(F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False))
+    weights = attention_weights.transpose(1, 2).reshape(n * m, 1, lq, n_levels * n_points)
+    out = (torch.stack(sampled, dim=-2).flatten(-2) * weights).sum(-1)
+    return out.view(n, m * d, lq).transpose(1, 2).contiguous()
+
+
+def ms_deform_attn(value, spatial_shapes, level_start_index, sampling_locations, attention_weights):
+    """Dispatch to the fastest available implementation (same signature as the reference,
+    plus `level_start_index`)."""
+    try:
+        from .ms_deform_attn_ops import ms_deform_attn_fast
+    except ImportError:
+        return ms_deform_attn_reference(value, spatial_shapes, sampling_locations, attention_weights)
+    return ms_deform_attn_fast(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+
+
+class MSDeformAttn(nn.Module):
+    """The attention module; parameter names match the public Deformable DETR / MOTRv2 code."""
+
+    # Which implementation forward() uses: "auto" (fastest), or "reference" (for tests/benchmarks).
+    implementation = "auto"
+
+    def __init__(self, d_model: int = 256, n_levels: int = 4, n_heads: int = 8, n_points: int = 4,
+                 sigmoid_attn: bool = False):
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        self.d_model, self.n_levels, self.n_heads, self.n_points = d_model, n_levels, n_heads, n_points
+        self.sigmoid_attn = sigmoid_attn
+        self.sampling_offsets = nn.Linear(d_model, n_heads * n_levels * n_points * 2)
+        self.attention_weights = nn.Linear(d_model, n_heads * n_levels * n_points)
+        self.value_proj = nn.Linear(d_model, d_model)
+        self.output_proj = nn.Linear(d_model, d_model)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        nn.init.constant_(self.sampling_offsets.weight, 0.0)
+        # Initial offsets point in n_heads directions, at distances 1..n_points.
+        thetas = torch.arange(self.n_heads, dtype=torch.float32) * (2.0 * math.pi / self.n_heads)
+        grid = torch.stack([thetas.cos(), thetas.sin()], -1)
+        grid = grid / grid.abs().max(-1, keepdim=True)[0]
+        grid = grid.view(self.n_heads, 1, 1, 2).repeat(1, self.n_levels, self.n_points, 1)
+        grid = grid * torch.arange(1, self.n_points + 1, dtype=torch.float32).view(1, 1, -1, 1)
+        with torch.no_grad():
+            self.sampling_offsets.bias.copy_(grid.view(-1))
+        nn.init.constant_(self.attention_weights.weight, 0.0)
+        nn.init.constant_(self.attention_weights.bias, 0.0)
+        nn.init.xavier_uniform_(self.value_proj.weight)
+        nn.init.constant_(self.value_proj.bias, 0.0)
+        nn.init.xavier_uniform_(self.output_proj.weight)
+        nn.init.constant_(self.output_proj.bias, 0.0)
+
+    def forward(self, query, reference_points, input_flatten, spatial_shapes: List[Tuple[int, int]],
+                level_start_index, padding_mask=None):
+        """
+        query:            [N, Lq, C]
+        reference_points: [N, Lq, L, 2] (points) or [N, Lq, L, 4] (boxes cx, cy, w, h), in [0, 1]
+        input_flatten:    [N, S, C]
+        spatial_shapes:   [(H, W)] per level (python ints)
+        padding_mask:     [N, S], True at padding
+        """
+        n, lq, _ = query.shape
+        _, s, _ = input_flatten.shape
+        m, lv, p = self.n_heads, self.n_levels, self.n_points
+        value = self.value_proj(input_flatten)
+        if padding_mask is not None:
+            value = value.masked_fill(padding_mask[..., None], 0.0)
+        value = value.view(n, s, m, self.d_model // m)
+        offsets = self.sampling_offsets(query).view(n, lq, m, lv, p, 2)
+        weights = self.attention_weights(query).view(n, lq, m, lv * p)
+        weights = (weights.sigmoid() if self.sigmoid_attn else weights.softmax(-1)).view(n, lq, m, lv, p)
+        if reference_points.shape[-1] == 2:
+            normaliser = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=query.dtype,
+                                      device=query.device)
+            locations = reference_points[:, :, None, :, None, :] + offsets / normaliser[None, None, None, :, None, :]
+        elif reference_points.shape[-1] == 4:
+            locations = (reference_points[:, :, None, :, None, :2]
+                         + offsets / p * reference_points[:, :, None, :, None, 2:] * 0.5)
+        else:
+            raise ValueError(f"reference_points must end in 2 or 4, got {reference_points.shape[-1]}")
+        if self.implementation == "reference":
+            out = ms_deform_attn_reference(value, spatial_shapes, locations, weights)
+        else:
+            out = ms_deform_attn(value, spatial_shapes, level_start_index, locations, weights)
+        return self.output_proj(out)
