@@ -1,0 +1,76 @@
+"""Loading MOTRv2 checkpoints strictly, with errors that say exactly what does not fit."""
+import os
+import pickle
+import zipfile
+from typing import Dict, Mapping
+
+import torch
+from torch import nn
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be read or does not fit the model."""
+
+
+def read_checkpoint(path: str) -> Dict:
+    """Read a checkpoint file; a truncated or non-checkpoint file raises CheckpointError naming it."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
+        size = os.path.getsize(path)
+        raise CheckpointError(
+            f"cannot read checkpoint {path} ({size} bytes): {exc}. The file is truncated or is not a "
+            "PyTorch checkpoint; download/copy it again.") from exc
+
+
+def extract_state_dict(checkpoint) -> Dict[str, torch.Tensor]:
+    """The model weights from `{'model': sd}`, `{'state_dict': sd}` or a bare state dict, without a
+    DistributedDataParallel `module.` prefix."""
+    if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("model"), Mapping):
+        state = checkpoint["model"]
+    elif isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("state_dict"), Mapping):
+        state = checkpoint["state_dict"]
+    elif isinstance(checkpoint, Mapping) and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        state = checkpoint
+    else:
+        raise CheckpointError("checkpoint holds neither {'model': state_dict} nor a state dict")
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return dict(state)
+
+
+def describe_mismatch(model: nn.Module, state: Mapping[str, torch.Tensor]) -> str:
+    """'' when `state` fits `model` exactly, else a readable list of what differs."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    misshaped = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+                 for k, v in expected.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if not (missing or unexpected or misshaped):
+        return ""
+
+    def block(title, items):
+        if not items:
+            return ""
+        shown = "\n".join(f"    {x}" for x in items[:50])
+        more = f"\n    ... and {len(items) - 50} more" if len(items) > 50 else ""
+        return f"  {title} ({len(items)}):\n{shown}{more}\n"
+
+    return (block("missing from the checkpoint", missing) + block("unexpected in the checkpoint", unexpected)
+            + block("shape mismatch", misshaped))
+
+
+def load_checkpoint(model: nn.Module, path_or_state, strict: bool = True) -> Dict:
+    """Load weights into `model`. Strict: any missing, unexpected or mis-shaped key raises
+    CheckpointError listing them all. Returns the full checkpoint dict (epoch, optimizer, ...)."""
+    source = path_or_state if isinstance(path_or_state, str) else "<state dict>"
+    checkpoint = read_checkpoint(path_or_state) if isinstance(path_or_state, str) else path_or_state
+    state = extract_state_dict(checkpoint)
+    problems = describe_mismatch(model, state)
+    if problems and strict:
+        raise CheckpointError(
+            f"checkpoint {source} does not fit the model (check the architecture flags, e.g. "
+            f"$(cat configs/motrv2.args), --backbone, --num_queries):\n{problems}")
+    model.load_state_dict(state, strict=strict)
+    return checkpoint if isinstance(checkpoint, dict) else {"model": state}
