@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Evaluate a DanceTrack tracker output folder (HOTA, DetA, AssA, MOTA, IDF1, IDSW).
+#
+#   tools/eval_dance.sh TRACKER_DIR [GT_SPLIT_DIR] [SEQMAP]
+#
+# TRACKER_DIR holds <seq>.txt files; GT_SPLIT_DIR defaults to data/DanceTrack/val of this repo;
+# SEQMAP is optional (default: every sequence of GT_SPLIT_DIR). Prints a table and writes
+# TRACKER_DIR/eval.json. The interpreter is $PYTHON (default: python3).
+set -euo pipefail
+
+if [[ $# -lt 1 || $# -gt 3 || "$1" == "-h" || "$1" == "--help" ]]; then
+    echo "usage: $0 TRACKER_DIR [GT_SPLIT_DIR] [SEQMAP]" >&2
+    exit 2
+fi
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+tracker_dir="$1"
+gt_dir="${2:-$repo_root/data/DanceTrack/val}"
+seqmap="${3:-}"
+
+args=(--gt_folder "$gt_dir" --tracker_folder "$tracker_dir" --json "$tracker_dir/eval.json")
+if [[ -n "$seqmap" ]]; then
+    args+=(--seqmap "$seqmap")
+fi
+exec "${PYTHON:-python3}" "$repo_root/tools/evaluate.py" "${args[@]}"

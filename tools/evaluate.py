@@ -1,0 +1,395 @@
+"""MOT evaluation (HOTA, DetA, AssA, MOTA, IDF1, IDSW) on top of the ``trackeval`` package.
+
+Ground truth follows the DanceTrack / MOTChallenge layout::
+
+    SPLIT_DIR/<seq>/gt/gt.txt        frame,id,x,y,w,h,conf,class,visibility
+    SPLIT_DIR/<seq>/seqinfo.ini      [Sequence] seqLength=...
+
+and tracker results are ``TRACKER_DIR/<seq>.txt`` in MOTChallenge format
+``frame,id,x,y,w,h,conf,-1,-1,-1``.
+
+The settings are those of TrackEval's ``run_mot_challenge.py`` as used for DanceTrack (the
+MOTRv2 recipe: default MOT17-style benchmark, class ``pedestrian``, preprocessing on). In that
+mode TrackEval keeps a gt row only if its 7th column (the "consider" flag) is non-zero and its
+8th column (class) is 1 (pedestrian); tracker boxes matched to distractor classes are dropped.
+DanceTrack rows ``frame,id,x,y,w,h,1,1,1`` are therefore all scored. Matching threshold is IoU 0.5
+(CLEAR / Identity); HOTA averages over IoU thresholds 0.05..0.95.
+
+We call TrackEval's dataset and metric classes directly rather than its ``Evaluator``: the
+``Evaluator`` prints progress and writes summaries/plots next to the tracker files, which we do
+not want. The inputs are validated first so that mistakes are reported as
+``EvaluationInputError`` naming the file and line, instead of TrackEval's generic messages.
+
+Usage::
+
+    python tools/evaluate.py --gt_folder data/DanceTrack/val --tracker_folder out/tracker \
+        [--seqmap val_seqmap.txt] [--json out/tracker/eval.json]
+
+or from Python: ``evaluate(gt_folder, tracker_folder, seqmap=None) -> dict``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import contextlib
+import io
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+PathLike = Union[str, os.PathLike]
+
+# Keys of every result row; all are percentages except IDSW (a count).
+METRIC_KEYS = ("HOTA", "DetA", "AssA", "MOTA", "IDF1", "IDSW")
+
+# Column layout of MOTChallenge text files (0-based).
+FRAME_COL, ID_COL, CONF_COL, CLASS_COL = 0, 1, 6, 7
+# TrackEval reads the tracker confidence (column 7) and, for gt, the class (column 8).
+MIN_TRACKER_COLUMNS = 7
+MIN_GT_COLUMNS = 8
+# MOTChallenge class ids accepted in gt (TrackEval's class_name_to_class_id values).
+VALID_GT_CLASSES = tuple(range(1, 14))
+# TrackEval relabels ids through a lookup table of size max(id) + 1; bigger ids would
+# allocate gigabytes, so they are rejected up front.
+MAX_TRACK_ID = 10_000_000
+
+
+class EvaluationInputError(ValueError):
+    """Bad evaluation input; the message names the file (and line) at fault."""
+
+    def __init__(self, message: str, path: Optional[PathLike] = None, line: Optional[int] = None):
+        self.path = None if path is None else str(path)
+        self.line = line
+        prefix = ""
+        if self.path is not None:
+            prefix = f"{self.path}:{line}: " if line is not None else f"{self.path}: "
+        super().__init__(prefix + message)
+
+
+# ---------------------------------------------------------------------------------------------
+# Input discovery and validation
+# ---------------------------------------------------------------------------------------------
+
+def read_seqmap(seqmap: PathLike) -> List[str]:
+    """Sequence names of a MOTChallenge seqmap (header line ``name``, then one name per line)."""
+    path = Path(seqmap)
+    if not path.is_file():
+        raise EvaluationInputError("seqmap file not found", path)
+    names: List[str] = []
+    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
+        # First column only, like TrackEval's csv-based reader; the first line is the header.
+        name = line.split(",")[0].strip()
+        if line_no == 1 or not name:
+            continue
+        names.append(name)
+    if not names:
+        raise EvaluationInputError("seqmap lists no sequences", path)
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise EvaluationInputError(f"sequence {dup!r} is listed more than once", path)
+    return names
+
+
+def discover_sequences(gt_folder: PathLike) -> List[str]:
+    """Every sub-folder of ``gt_folder`` that has ``gt/gt.txt``, sorted by name."""
+    root = Path(gt_folder)
+    if not root.is_dir():
+        raise EvaluationInputError("ground-truth folder not found", root)
+    names = sorted(p.name for p in root.iterdir() if (p / "gt" / "gt.txt").is_file())
+    if not names:
+        raise EvaluationInputError("no sequence folder with gt/gt.txt found", root)
+    return names
+
+
+def read_seq_length(seq_dir: PathLike) -> int:
+    """``seqLength`` from ``seq_dir/seqinfo.ini``."""
+    ini_path = Path(seq_dir) / "seqinfo.ini"
+    if not ini_path.is_file():
+        raise EvaluationInputError("seqinfo.ini not found", ini_path)
+    parser = configparser.ConfigParser()
+    try:
+        parser.read(ini_path)
+        length = int(parser["Sequence"]["seqLength"])
+    except (configparser.Error, KeyError, ValueError) as err:
+        raise EvaluationInputError(f"cannot read [Sequence] seqLength ({err})", ini_path) from None
+    if length < 1:
+        raise EvaluationInputError(f"seqLength must be positive, got {length}", ini_path)
+    return length
+
+
+def _split_fields(line: str) -> List[str]:
+    fields = [f.strip() for f in line.split(",")]
+    # A single trailing comma is tolerated (TrackEval drops one empty last field).
+    if len(fields) > 1 and fields[-1] == "":
+        fields.pop()
+    return fields
+
+
+def load_mot_file(path: PathLike, seq_length: int, is_gt: bool,
+                  seqinfo_path: Optional[PathLike] = None) -> np.ndarray:
+    """Parse and validate a MOTChallenge text file; returns an (N, C) float array.
+
+    Checks exactly what TrackEval needs to read the file correctly, reporting the first bad
+    line: comma-separated numbers, a constant column count, integer frames in
+    ``1..seq_length``, non-negative integer ids, no id twice in one frame, valid classes.
+    """
+    path = Path(path)
+    kind = "ground-truth" if is_gt else "tracker"
+    if not path.is_file():
+        raise EvaluationInputError(f"{kind} file not found", path)
+    lines = path.read_text().splitlines()
+    if not lines:
+        min_cols = MIN_GT_COLUMNS if is_gt else MIN_TRACKER_COLUMNS
+        return np.zeros((0, min_cols))
+
+    rows = [_split_fields(line) for line in lines]
+    num_cols = len(rows[0])
+    min_cols = MIN_GT_COLUMNS if is_gt else MIN_TRACKER_COLUMNS
+    expected = ("frame,id,x,y,w,h,conf,class,visibility" if is_gt
+                else "frame,id,x,y,w,h,conf,-1,-1,-1")
+    for line_no, (line, fields) in enumerate(zip(lines, rows), start=1):
+        if not line.strip():
+            raise EvaluationInputError("blank line (TrackEval cannot read it)", path, line_no)
+        if len(fields) < min_cols:
+            raise EvaluationInputError(
+                f"malformed line: {len(fields)} comma-separated columns, need at least {min_cols} "
+                f"({expected}): {line!r}", path, line_no)
+        if len(fields) != num_cols:
+            raise EvaluationInputError(
+                f"malformed line: {len(fields)} columns but line 1 has {num_cols}: {line!r}",
+                path, line_no)
+    try:
+        values = np.array(rows, dtype=float)
+    except ValueError:
+        # Locate the offending line (slow path, only on error).
+        for line_no, (line, fields) in enumerate(zip(lines, rows), start=1):
+            try:
+                np.array(fields, dtype=float)
+            except ValueError:
+                raise EvaluationInputError(f"malformed line: non-numeric value in {line!r}",
+                                           path, line_no) from None
+        raise  # unreachable: some line must have failed
+
+    def fail_first(bad_mask: np.ndarray, message) -> None:
+        bad = np.flatnonzero(bad_mask)
+        if bad.size:
+            i = int(bad[0])
+            raise EvaluationInputError(message(i), path, i + 1)
+
+    fail_first(~np.isfinite(values).all(axis=1),
+               lambda i: f"malformed line: non-finite value in {lines[i]!r}")
+    frames, ids = values[:, FRAME_COL], values[:, ID_COL]
+    fail_first(frames != np.round(frames),
+               lambda i: f"malformed line: frame {frames[i]:g} is not an integer")
+    fail_first(ids != np.round(ids), lambda i: f"malformed line: id {ids[i]:g} is not an integer")
+    fail_first(frames < 1, lambda i: f"frame {int(frames[i])} is before the first frame (frames start at 1)")
+    where_len = f" (seqLength in {seqinfo_path})" if seqinfo_path is not None else ""
+    fail_first(frames > seq_length,
+               lambda i: f"frame {int(frames[i])} is beyond the sequence length {seq_length}{where_len}")
+    fail_first(ids < 0, lambda i: f"id {int(ids[i])} is negative")
+    fail_first(ids > MAX_TRACK_ID, lambda i: f"id {int(ids[i])} exceeds {MAX_TRACK_ID}")
+    if is_gt:
+        classes = values[:, CLASS_COL]
+        fail_first(~np.isin(classes, VALID_GT_CLASSES),
+                   lambda i: f"gt class {classes[i]:g} (column 8) is not a MOTChallenge class 1..13 "
+                             f"(1 = pedestrian)")
+    elif num_cols > CLASS_COL:
+        classes = values[:, CLASS_COL]
+        fail_first(classes > 1, lambda i: f"class {classes[i]:g} (column 8) is not pedestrian; "
+                                          f"tracker files must have -1 or 1 there")
+
+    # Duplicate ids within a frame: sort by (frame, id); lexsort is stable, so among equal keys
+    # the earlier line comes first.
+    order = np.lexsort((ids, frames))
+    same = (frames[order][1:] == frames[order][:-1]) & (ids[order][1:] == ids[order][:-1])
+    dup_pairs = np.flatnonzero(same)
+    if dup_pairs.size:
+        later = order[dup_pairs + 1]
+        k = int(np.argmin(later))
+        earlier_line, later_line = int(order[dup_pairs[k]]) + 1, int(later[k]) + 1
+        raise EvaluationInputError(
+            f"id {int(ids[later[k]])} appears twice in frame {int(frames[later[k]])} "
+            f"(also on line {earlier_line})", path, later_line)
+    return values
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------------------------
+
+def _trackeval():
+    # Imported lazily: importing trackeval (scipy and all its datasets) takes about a second.
+    import trackeval
+    return trackeval
+
+
+def _row_from_trackeval(hota: dict, clear: dict, identity: dict) -> Dict[str, Union[float, int]]:
+    # HOTA-family scores are arrays over the 19 IoU thresholds; TrackEval reports their mean.
+    return {
+        "HOTA": 100.0 * float(np.mean(hota["HOTA"])),
+        "DetA": 100.0 * float(np.mean(hota["DetA"])),
+        "AssA": 100.0 * float(np.mean(hota["AssA"])),
+        "MOTA": 100.0 * float(clear["MOTA"]),
+        "IDF1": 100.0 * float(identity["IDF1"]),
+        "IDSW": int(round(float(clear["IDSW"]))),
+    }
+
+
+def evaluate(gt_folder: PathLike, tracker_folder: PathLike, seqmap: Optional[PathLike] = None,
+             progress: bool = False) -> Dict[str, dict]:
+    """Evaluate ``tracker_folder/<seq>.txt`` against ``gt_folder/<seq>/gt/gt.txt``.
+
+    Sequences come from ``seqmap`` if given, else from every folder of ``gt_folder`` with
+    ``gt/gt.txt``. Returns ``{"combined": row, "per_sequence": {seq: row}}`` where each row has
+    HOTA, DetA, AssA, MOTA, IDF1 in percent and IDSW as an int. Raises EvaluationInputError on
+    bad input. Nothing is written to disk.
+    """
+    gt_root = Path(gt_folder)
+    tracker_root = Path(tracker_folder).resolve()
+    if not gt_root.is_dir():
+        raise EvaluationInputError("ground-truth folder not found", gt_root)
+    if not tracker_root.is_dir():
+        raise EvaluationInputError("tracker folder not found", tracker_root)
+    seqs = read_seqmap(seqmap) if seqmap is not None else discover_sequences(gt_root)
+
+    # Validate everything before handing it to TrackEval, so errors name file and line.
+    seq_lengths: Dict[str, int] = {}
+    for seq in seqs:
+        seq_dir = gt_root / seq
+        gt_file = seq_dir / "gt" / "gt.txt"
+        if not gt_file.is_file():
+            raise EvaluationInputError(f"ground-truth file for sequence {seq!r} not found", gt_file)
+        length = read_seq_length(seq_dir)
+        tracker_file = tracker_root / f"{seq}.txt"
+        if not tracker_file.is_file():
+            raise EvaluationInputError(f"tracker file for sequence {seq!r} is missing", tracker_file)
+        load_mot_file(gt_file, length, is_gt=True, seqinfo_path=seq_dir / "seqinfo.ini")
+        load_mot_file(tracker_file, length, is_gt=False, seqinfo_path=seq_dir / "seqinfo.ini")
+        seq_lengths[seq] = length
+
+    trackeval = _trackeval()
+    # TrackEval looks for TRACKERS_FOLDER/<tracker>/<TRACKER_SUB_FOLDER>/<seq>.txt; with an empty
+    # sub-folder and SKIP_SPLIT_FOL this is exactly tracker_root/<seq>.txt.
+    dataset_config = {
+        "GT_FOLDER": str(gt_root),
+        "TRACKERS_FOLDER": str(tracker_root.parent),
+        "TRACKERS_TO_EVAL": [tracker_root.name],
+        "TRACKER_SUB_FOLDER": "",
+        "OUTPUT_FOLDER": None,  # unused: we never call the Evaluator's writers
+        "CLASSES_TO_EVAL": ["pedestrian"],
+        "BENCHMARK": "MOT17",  # DanceTrack is scored with the MOT17 rules (see module docstring)
+        "SPLIT_TO_EVAL": "val",
+        "SKIP_SPLIT_FOL": True,
+        "DO_PREPROC": True,
+        "SEQ_INFO": dict(seq_lengths),
+        "PRINT_CONFIG": False,
+    }
+    quiet = {"PRINT_CONFIG": False}
+    sink = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            dataset = trackeval.datasets.MotChallenge2DBox(dataset_config)
+            metrics = [trackeval.metrics.HOTA(quiet), trackeval.metrics.CLEAR(quiet),
+                       trackeval.metrics.Identity(quiet)]
+    except trackeval.utils.TrackEvalException as err:
+        raise EvaluationInputError(f"TrackEval rejected the input: {err}", tracker_root) from None
+
+    per_metric: List[Dict[str, dict]] = [{} for _ in metrics]
+    seq_iter = seqs
+    if progress:
+        from tqdm import tqdm
+        seq_iter = tqdm(seqs, desc="evaluating", unit="seq")
+    for seq in seq_iter:
+        try:
+            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                raw = dataset.get_raw_seq_data(tracker_root.name, seq)
+                data = dataset.get_preprocessed_seq_data(raw, "pedestrian")
+                for store, metric in zip(per_metric, metrics):
+                    store[seq] = metric.eval_sequence(data)
+        except trackeval.utils.TrackEvalException as err:
+            raise EvaluationInputError(f"TrackEval rejected sequence {seq!r}: {err}",
+                                       tracker_root / f"{seq}.txt") from None
+
+    combined = [metric.combine_sequences(store) for metric, store in zip(metrics, per_metric)]
+    return {
+        "combined": _row_from_trackeval(*combined),
+        "per_sequence": {seq: _row_from_trackeval(*(store[seq] for store in per_metric))
+                         for seq in seqs},
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Reporting / CLI
+# ---------------------------------------------------------------------------------------------
+
+def format_table(results: Dict[str, dict]) -> str:
+    """Fixed-width table: one row per sequence, then COMBINED."""
+    rows: List[Tuple[str, dict]] = list(results["per_sequence"].items())
+    rows.append(("COMBINED", results["combined"]))
+    name_width = max(len("sequence"), *(len(name) for name, _ in rows))
+    header = f"{'sequence':<{name_width}}" + "".join(f"{key:>9}" for key in METRIC_KEYS)
+    lines = [header, "-" * len(header)]
+    for name, row in rows:
+        if name == "COMBINED":
+            lines.append("-" * len(header))
+        cells = "".join(f"{row[key]:>9d}" if key == "IDSW" else f"{row[key]:>9.3f}"
+                        for key in METRIC_KEYS)
+        lines.append(f"{name:<{name_width}}" + cells)
+    return "\n".join(lines)
+
+
+def write_json_atomic(results: dict, out_path: PathLike) -> None:
+    """Write JSON through a temp file in the same folder, then rename (no half-written files)."""
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=out_path.name + ".", suffix=".tmp", dir=out_path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(results, fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, out_path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="HOTA / DetA / AssA / MOTA / IDF1 / IDSW of a tracker on DanceTrack-style ground truth "
+                    "(TrackEval, MOT17/DanceTrack settings).")
+    parser.add_argument("--gt_folder", required=True,
+                        help="split folder holding <seq>/gt/gt.txt and <seq>/seqinfo.ini")
+    parser.add_argument("--tracker_folder", required=True, help="folder holding <seq>.txt tracker results")
+    parser.add_argument("--seqmap", default=None,
+                        help="MOTChallenge seqmap (header 'name', one sequence per line); "
+                             "default: every sequence folder of --gt_folder")
+    parser.add_argument("--json", default=None, help="write the results as JSON here")
+    parser.add_argument("--progress", action="store_true",
+                        help="show a progress bar over sequences (default: only when stderr is a terminal)")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_arg_parser().parse_args(argv)
+    try:
+        results = evaluate(args.gt_folder, args.tracker_folder, args.seqmap,
+                           progress=args.progress or sys.stderr.isatty())
+    except EvaluationInputError as err:
+        print(f"evaluate.py: error: {err}".replace("\n", " "), file=sys.stderr)
+        return 1
+    print(format_table(results))
+    if args.json:
+        write_json_atomic(results, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
