@@ -1,0 +1,162 @@
+"""Reading DanceTrack/MOTChallenge-format sequences for tracking.
+
+A split is `<mot_path>/DanceTrack/<split>/<seq>/img1/00000001.jpg ...` with an optional
+`seqinfo.ini`.  Frames are fed to the model as upstream MOTRv2's submit_dance.py does: RGB,
+short side resized to 800 (long side at most 1536), ImageNet mean/std.
+"""
+import configparser
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .det_db import det_db_key, lookup_detections, proposals_from_detections
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+class SequenceError(ValueError):
+    """A sequence folder or image that cannot be used; the message names the path."""
+
+
+@dataclass
+class TrackingSequence:
+    name: str
+    relpath: str                     # relative to mot_path, e.g. DanceTrack/val/dancetrack0004
+    frames: List[Tuple[int, str]]    # (frame number, image path relative to mot_path)
+    width: Optional[int] = None
+    height: Optional[int] = None
+    info: Dict[str, str] = field(default_factory=dict)
+
+
+def list_sequences(split_dir: str, names: Optional[Sequence[str]] = None) -> List[str]:
+    """Sequence folder names of a split (those with an img1 folder), sorted; or `names`, checked."""
+    if not os.path.isdir(split_dir):
+        raise SequenceError(f"split folder not found: {split_dir}")
+    found = sorted(d for d in os.listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d, "img1")))
+    if names:
+        unknown = [n for n in names if n not in found]
+        if unknown:
+            raise SequenceError(f"sequences not found in {split_dir}: {', '.join(unknown)}")
+        return list(names)
+    return found
+
+
+def _frame_number(filename: str) -> Optional[int]:
+    match = re.fullmatch(r"(\d+)", os.path.splitext(filename)[0])
+    return int(match.group(1)) if match else None
+
+
+def read_sequence(mot_path: str, relpath: str) -> TrackingSequence:
+    """Frames and seqinfo of one sequence. Missing seqinfo.ini is inferred from the images
+    (with a warning); gaps in frame numbering are kept (with a warning) so outputs stay aligned
+    with the ground truth's frame numbers."""
+    seq_dir = os.path.join(mot_path, relpath)
+    img_dir = os.path.join(seq_dir, "img1")
+    if not os.path.isdir(img_dir):
+        raise SequenceError(f"no img1 folder in sequence {seq_dir}")
+    files = sorted(f for f in os.listdir(img_dir) if f.lower().endswith(IMAGE_EXTENSIONS))
+    if not files:
+        raise SequenceError(f"sequence {seq_dir} has no images in img1/")
+    numbers = [_frame_number(f) for f in files]
+    if any(n is None for n in numbers):  # non-numeric names: number by position, as upstream does
+        numbers = list(range(1, len(files) + 1))
+    frames = [(n, os.path.join(relpath, "img1", f).replace("\\", "/")) for n, f in zip(numbers, files)]
+    expected = list(range(numbers[0], numbers[0] + len(numbers)))
+    if numbers != expected:
+        missing = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
+        warnings.warn(f"{img_dir}: frame numbers have gaps (missing {missing[:10]}"
+                      f"{'...' if len(missing) > 10 else ''}); results keep the file numbers")
+    seq = TrackingSequence(name=os.path.basename(relpath.rstrip("/")), relpath=relpath, frames=frames)
+    ini = os.path.join(seq_dir, "seqinfo.ini")
+    if os.path.isfile(ini):
+        parser = configparser.ConfigParser()
+        try:
+            parser.read(ini)
+            seq.info = dict(parser["Sequence"])
+        except (configparser.Error, KeyError) as exc:
+            raise SequenceError(f"{ini}: not a valid seqinfo.ini ([Sequence] section): {exc}") from exc
+        seq.width = int(seq.info["imwidth"]) if "imwidth" in seq.info else None
+        seq.height = int(seq.info["imheight"]) if "imheight" in seq.info else None
+    else:
+        first = read_image(os.path.join(mot_path, frames[0][1]))
+        seq.height, seq.width = first.shape[:2]
+        seq.info = {"name": seq.name, "imdir": "img1", "seqlength": str(len(frames)),
+                    "imwidth": str(seq.width), "imheight": str(seq.height)}
+        warnings.warn(f"{seq_dir}: no seqinfo.ini; inferred {len(frames)} frames of {seq.width}x{seq.height} "
+                      "from the images")
+    return seq
+
+
+def read_image(path: str) -> np.ndarray:
+    """An image as RGB uint8 HxWx3; grayscale and 16-bit images are converted. Raises
+    SequenceError naming the file when it is missing or cannot be decoded."""
+    if not os.path.isfile(path):
+        raise SequenceError(f"image not found: {path}")
+    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        raise SequenceError(f"cannot decode image (corrupt or unsupported): {path}")
+    if img.dtype == np.uint16:
+        img = (img / 257.0).round().astype(np.uint8)
+    elif img.dtype != np.uint8:
+        raise SequenceError(f"unsupported image type {img.dtype}: {path}")
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    if img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def resized_shape(h: int, w: int, short: int = 800, long_max: int = 1536) -> Tuple[int, int]:
+    """(height, width) of the model input: short side `short`, long side at most `long_max`."""
+    scale = short / min(h, w)
+    if max(h, w) * scale > long_max:
+        scale = long_max / max(h, w)
+    return int(h * scale), int(w * scale)
+
+
+def image_to_input(img_rgb: np.ndarray, short: int = 800, long_max: int = 1536) -> torch.Tensor:
+    """RGB uint8 HxWx3 -> normalised float tensor [3, h, w] at the model's input size."""
+    th, tw = resized_shape(img_rgb.shape[0], img_rgb.shape[1], short, long_max)
+    if (th, tw) != img_rgb.shape[:2]:
+        img_rgb = cv2.resize(img_rgb, (tw, th))
+    x = torch.from_numpy(np.ascontiguousarray(img_rgb)).permute(2, 0, 1).float().div_(255.0)
+    mean = torch.tensor(MEAN).view(3, 1, 1)
+    std = torch.tensor(STD).view(3, 1, 1)
+    return (x - mean) / std
+
+
+class SequenceFrames(Dataset):
+    """Decodes, resizes and pairs each frame with its proposals (for a DataLoader with workers)."""
+
+    def __init__(self, mot_path: str, seq: TrackingSequence, det_db: Dict[str, List[str]],
+                 missing_detections: str = "error", short: int = 800, long_max: int = 1536):
+        self.mot_path, self.seq, self.det_db = mot_path, seq, det_db
+        self.missing_detections = missing_detections
+        self.short, self.long_max = short, long_max
+
+    def __len__(self) -> int:
+        return len(self.seq.frames)
+
+    def __getitem__(self, index: int):
+        frame_number, relpath = self.seq.frames[index]
+        img = read_image(os.path.join(self.mot_path, relpath))
+        h, w = img.shape[:2]
+        dets = lookup_detections(self.det_db, det_db_key(relpath), self.missing_detections)
+        proposals = proposals_from_detections(dets, w, h)
+        return {"image": image_to_input(img, self.short, self.long_max), "ori_size": (h, w),
+                "proposals": proposals, "frame": frame_number, "path": relpath}
+
+
+def collate_single(batch):
+    """DataLoader collate for batch size 1: the item itself."""
+    assert len(batch) == 1
+    return batch[0]

@@ -1,0 +1,173 @@
+"""Track DanceTrack-format sequences with MOTRv2 (+ optional TF-SASM memory) and write
+MOTChallenge result files, one `<seq>.txt` per sequence.
+
+    python submit_dance.py $(cat configs/motrv2.args) --resume motrv2_dancetrack.pth \\
+        --mot_path data --det_db det_db_motrv2.json --output_dir outputs --exp_name val --split val
+    python submit_dance.py --demo          # everything built in: synthetic data, shipped small model
+
+Command-compatible with upstream MOTRv2's submit_dance.py; in addition: --split, --seqs,
+--overwrite, --missing_detections, --amp, resumable runs (finished sequences are skipped),
+atomic result files, several GPUs with torchrun (sequences split by rank).
+"""
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+from typing import Iterable, List, Optional
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from datasets.det_db import DetDBError, load_det_db
+from datasets.sequences import (SequenceError, SequenceFrames, collate_single, list_sequences,
+                                read_sequence)
+from main import get_args_parser
+from models import build_model
+from models.checkpoint import CheckpointError, load_checkpoint
+from models.motr import RuntimeTrackerBase, resolve_device
+from models.structures import Instances
+
+MOT_LINE = "{frame},{id},{x1:.2f},{y1:.2f},{w:.2f},{h:.2f},1,-1,-1,-1\n"
+
+
+def get_submit_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser("MOTRv2 tracking on DanceTrack-format data", parents=[get_args_parser()])
+    a = parser.add_argument
+    a("--score_threshold", default=0.5, type=float, help="score for a new track and for writing a box")
+    a("--update_score_threshold", default=0.5, type=float, help="score for QIM to update a track's query")
+    a("--miss_tolerance", default=20, type=int, help="frames a track may be missed before it ends")
+    a("--area_threshold", default=100, type=float, help="boxes of at most this many pixels are not written")
+    a("--split", default="val", choices=("train", "val", "test"), help="DanceTrack split under --mot_path")
+    a("--seqs", nargs="+", default=None, help="track only these sequences")
+    a("--overwrite", action="store_true", help="re-track sequences whose result file exists")
+    a("--missing_detections", default="error", choices=("error", "empty"),
+      help="a frame absent from the det_db: stop with an error, or track it without proposals")
+    a("--amp", default="off", choices=("off", "fp16", "bf16"), help="mixed precision (CUDA only)")
+    a("--demo", action="store_true", help="run the built-in demo (synthetic data, shipped small model)")
+    return parser
+
+
+# -- results ---------------------------------------------------------------------------------------
+def mot_lines(tracks: Instances, frame: int, score_threshold: float, area_threshold: float = 100) -> List[str]:
+    """MOTChallenge lines of the confident, identified, large-enough tracks of one frame."""
+    keep = (tracks.scores > score_threshold) & (tracks.obj_idxes >= 0)
+    boxes = tracks.boxes[keep]
+    ids = tracks.obj_idxes[keep]
+    wh = boxes[:, 2:4] - boxes[:, 0:2]
+    big = wh[:, 0] * wh[:, 1] > area_threshold
+    lines = []
+    for (x1, y1, x2, y2), track_id in zip(boxes[big].tolist(), ids[big].tolist()):
+        lines.append(MOT_LINE.format(frame=frame, id=track_id, x1=x1, y1=y1, w=x2 - x1, h=y2 - y1))
+    return lines
+
+
+def write_atomic(path: str, lines: Iterable[str]) -> None:
+    """Write to a temporary file in the same folder, then rename: never a half-written file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".txt", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.writelines(lines)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+# -- tracking ---------------------------------------------------------------------------------------
+def autocast_context(device: torch.device, amp: str):
+    if amp == "off" or device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.float16 if amp == "fp16" else torch.bfloat16)
+
+
+def track_sequence(model, frames: SequenceFrames, device: torch.device, score_threshold: float,
+                   area_threshold: float = 100, num_workers: int = 2, amp: str = "off",
+                   progress: bool = True) -> List[str]:
+    """Track one sequence; returns its MOTChallenge lines. Frames are decoded by DataLoader workers
+    while the model runs."""
+    model.clear()  # ids start at 0 in every sequence: results do not depend on sequence order
+    loader = DataLoader(frames, batch_size=1, num_workers=num_workers, collate_fn=collate_single,
+                        pin_memory=device.type == "cuda", persistent_workers=False)
+    tracks, lines = None, []
+    bar = tqdm(loader, desc=frames.seq.name, unit="frame", disable=not progress, leave=False,
+               dynamic_ncols=True)
+    with torch.inference_mode(), autocast_context(device, amp):
+        for item in bar:
+            img = item["image"].to(device, non_blocking=True)[None]
+            proposals = item["proposals"].to(device)
+            res = model.inference_single_image(img, item["ori_size"], tracks, proposals)
+            tracks = res["track_instances"]
+            lines += mot_lines(tracks, item["frame"], score_threshold, area_threshold)
+            bar.set_postfix(tracks=int((tracks.obj_idxes >= 0).sum()))
+    return lines
+
+
+def dist_rank_world():
+    """(rank, world size) from torchrun (RANK/WORLD_SIZE) or upstream's RLAUNCH_* variables."""
+    rank = int(os.environ.get("RANK", os.environ.get("RLAUNCH_REPLICA", 0)))
+    world = int(os.environ.get("WORLD_SIZE", os.environ.get("RLAUNCH_REPLICA_TOTAL", 1)))
+    return rank, world
+
+
+def build_tracker(args, device: torch.device):
+    model, _, _ = build_model(args)
+    if not args.resume:
+        raise CheckpointError("no checkpoint given: pass --resume motrv2_dancetrack.pth (or run --demo)")
+    load_checkpoint(model, args.resume)
+    model.track_embed.score_thr = args.update_score_threshold
+    model.track_base = RuntimeTrackerBase(args.score_threshold, args.score_threshold, args.miss_tolerance)
+    return model.eval().to(device)
+
+
+def resolve_det_db(args) -> str:
+    """upstream reads the det_db relative to --mot_path; absolute or existing paths are used as given."""
+    if os.path.isabs(args.det_db) or os.path.isfile(args.det_db):
+        return args.det_db
+    return os.path.join(args.mot_path, args.det_db)
+
+
+def run(args) -> List[str]:
+    """Track every (unfinished) sequence of the split; returns the result files of this rank."""
+    device = resolve_device(args.device)
+    rank, world = dist_rank_world()
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
+    split_rel = os.path.join("DanceTrack", args.split)
+    names = list_sequences(os.path.join(args.mot_path, split_rel), args.seqs)[rank::world]
+    out_dir = os.path.join(args.output_dir, args.exp_name)
+    os.makedirs(out_dir, exist_ok=True)
+    todo = [n for n in names if args.overwrite or not os.path.isfile(os.path.join(out_dir, f"{n}.txt"))]
+    if len(todo) < len(names):
+        print(f"skipping {len(names) - len(todo)} finished sequence(s) in {out_dir} (--overwrite to redo)")
+    if not todo:
+        return [os.path.join(out_dir, f"{n}.txt") for n in names]
+    det_db = load_det_db(resolve_det_db(args))
+    model = build_tracker(args, device)
+    for name in tqdm(todo, desc="sequences", unit="seq", disable=rank != 0 or len(todo) == 1):
+        seq = read_sequence(args.mot_path, os.path.join(split_rel, name))
+        frames = SequenceFrames(args.mot_path, seq, det_db, args.missing_detections)
+        lines = track_sequence(model, frames, device, args.score_threshold, args.area_threshold,
+                               args.num_workers, args.amp)
+        write_atomic(os.path.join(out_dir, f"{name}.txt"), lines)
+    return [os.path.join(out_dir, f"{n}.txt") for n in names]
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = get_submit_parser().parse_args(argv)
+    if args.demo:
+        from tools.demo import run_demo
+        return run_demo(args)
+    try:
+        run(args)
+    except (CheckpointError, DetDBError, SequenceError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
