@@ -44,6 +44,8 @@ def get_submit_parser() -> argparse.ArgumentParser:
     a("--overwrite", action="store_true", help="re-track sequences whose result file exists")
     a("--missing_detections", default="error", choices=("error", "empty"),
       help="a frame absent from the det_db: stop with an error, or track it without proposals")
+    a("--val_max_size", default=1536, type=int,
+      help="long-side cap of the model input; the short side is --val_width (800), as upstream resizes")
     a("--amp", default="off", choices=("off", "fp16", "bf16"), help="mixed precision (CUDA only)")
     a("--demo", action="store_true", help="run the built-in demo (synthetic data, shipped small model)")
     return parser
@@ -149,7 +151,8 @@ def run(args) -> List[str]:
     model = build_tracker(args, device)
     for name in tqdm(todo, desc="sequences", unit="seq", disable=rank != 0 or len(todo) == 1):
         seq = read_sequence(args.mot_path, os.path.join(split_rel, name))
-        frames = SequenceFrames(args.mot_path, seq, det_db, args.missing_detections)
+        frames = SequenceFrames(args.mot_path, seq, det_db, args.missing_detections,
+                                short=args.val_width, long_max=args.val_max_size)
         lines = track_sequence(model, frames, device, args.score_threshold, args.area_threshold,
                                args.num_workers, args.amp)
         write_atomic(os.path.join(out_dir, f"{name}.txt"), lines)
