@@ -121,6 +121,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     a("--train_scales", type=int, nargs="+", default=None,
       help="training short-side sizes (default: upstream's 608..992)")
     a("--train_max_size", type=int, default=None, help="training long-side cap (default: upstream's 1536)")
+    a("--train_crop_scales", type=int, nargs="+", default=None,
+      help="short side before the random crop (default: upstream's 800 1000 1200)")
+    a("--train_crop_size", type=int, nargs=2, default=None,
+      help="min and max side of the random crop (default: upstream's 800 1200)")
     from models.sparse_memory import add_memory_args
     add_memory_args(parser)
     return parser

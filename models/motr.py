@@ -326,7 +326,7 @@ def build(args):
     except ImportError:  # inference-only installs
         build_criterion = None
     if build_criterion is not None:
-        criterion = build_criterion(args, num_classes)
+        criterion, _ = build_criterion(args, num_classes)
     from .sparse_memory import SparseMemory
     memory = SparseMemory.from_args(args)
     model = MOTR(backbone, transformer, num_classes=num_classes, num_queries=args.num_queries,
