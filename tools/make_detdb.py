@@ -1,0 +1,266 @@
+"""Run the YOLOX detector over image sequences and write a MOTRv2 det_db JSON.
+
+det_db format (as MOTRv2's det_db_motrv2.json): {key: [line, ...]} with
+  key  = the image path relative to --mot_path, extension replaced by '.txt'
+         (e.g. 'DanceTrack/val/dancetrack0004/img1/00000001.txt'),
+  line = 'x,y,w,h,score\\n' (left, top, width, height in frame pixels, 1 decimal; score
+         = obj * cls_conf, 2 decimals), sorted by decreasing score.
+Every frame gets a key, with an empty list when nothing is detected.
+
+Examples:
+  python tools/make_detdb.py --mot_path /data/mot --split val test \\
+      --checkpoint yolox_x_dancetrack.pth.tar --output /data/mot/det_db_motrv2.json
+  python tools/make_detdb.py --frames my_video/img1 --checkpoint yolox_x.pth --output det_db.json
+
+Resumable: after each sequence its entries are appended to '<output>.partial.jsonl'; a rerun
+with the same settings skips the sequences found there. The final JSON is written to a
+temporary file and renamed, and the partial file is then removed.
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from models.yolox import (DANCETRACK_TEST_SIZE, DEFAULT_NMS_THRE, DEFAULT_SCORE_FLOOR,  # noqa: E402
+                          detect_frames, detect_preprocessed, load_yolox, preproc)
+
+__all__ = ["detect_frames", "load_yolox", "format_det_lines", "find_split_sequences", "find_frame_sequences",
+           "make_detdb", "main"]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+SequenceFrames = Tuple[str, List[Path]]  # (sequence name, its frame paths in order)
+
+
+def format_det_lines(dets: np.ndarray) -> List[str]:
+    """[n, 5] x, y, w, h, score (already sorted) -> det_db lines."""
+    return [f"{x:.1f},{y:.1f},{w:.1f},{h:.1f},{s:.2f}\n" for x, y, w, h, s in dets.tolist()]
+
+
+def _absolute(path: Path) -> Path:
+    # abspath, not resolve(): dataset folders are often symlinks to other disks.
+    return Path(os.path.abspath(path))
+
+
+def det_db_key(image: Path, root: Path) -> str:
+    rel = _absolute(image).relative_to(_absolute(root))
+    return rel.with_suffix(".txt").as_posix()
+
+
+def _list_images(folder: Path) -> List[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def find_split_sequences(mot_path: Path, split: str) -> List[SequenceFrames]:
+    """DanceTrack layout: mot_path/DanceTrack/<split>/<seq>/img1/*.jpg."""
+    split_dir = mot_path / "DanceTrack" / split
+    if not split_dir.is_dir():
+        raise FileNotFoundError(f"no DanceTrack split folder {split_dir}")
+    sequences = []
+    for seq_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+        frames = _list_images(seq_dir / "img1") if (seq_dir / "img1").is_dir() else []
+        if not frames:
+            raise FileNotFoundError(f"sequence {seq_dir} has no images in img1/")
+        sequences.append((f"DanceTrack/{split}/{seq_dir.name}", frames))
+    if not sequences:
+        raise FileNotFoundError(f"no sequences in {split_dir}")
+    return sequences
+
+
+def find_frame_sequences(folders: Sequence[Path], root: Path) -> List[SequenceFrames]:
+    """Each folder of images is one sequence, named by its path relative to root."""
+    sequences = []
+    for folder in folders:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"--frames folder {folder} does not exist")
+        frames = _list_images(folder)
+        if not frames:
+            raise FileNotFoundError(f"--frames folder {folder} has no {'/'.join(IMAGE_EXTENSIONS)} images")
+        try:
+            name = _absolute(folder).relative_to(_absolute(root)).as_posix()
+        except ValueError:
+            raise ValueError(f"--frames folder {folder} is not inside the key root {root}") from None
+        if any(name == other for other, _ in sequences):
+            raise ValueError(f"--frames folder {folder} is given twice")
+        sequences.append((name, frames))
+    return sequences
+
+
+def _read_and_prepare(path: Path, test_size: Tuple[int, int]) -> Tuple[np.ndarray, float]:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise IOError(f"cannot read image {path}")
+    return preproc(image, test_size)
+
+
+def _prefetched_batches(frames: List[Path], batch_size: int, test_size: Tuple[int, int],
+                        pool: ThreadPoolExecutor) -> Iterator[Tuple[List[Path], torch.Tensor, List[float]]]:
+    """Decode + letterbox the next batch in worker threads while the current one runs."""
+    chunks = [frames[i:i + batch_size] for i in range(0, len(frames), batch_size)]
+
+    def submit(chunk):
+        return [pool.submit(_read_and_prepare, p, test_size) for p in chunk]
+
+    pending = submit(chunks[0]) if chunks else None
+    for k, chunk in enumerate(chunks):
+        prepared = [f.result() for f in pending]
+        pending = submit(chunks[k + 1]) if k + 1 < len(chunks) else None
+        images = torch.from_numpy(np.stack([p[0] for p in prepared]))
+        yield chunk, images, [p[1] for p in prepared]
+
+
+def _read_partial(path: Path, settings: dict) -> Dict[str, Dict[str, List[str]]]:
+    """Finished sequences of a previous run. A torn last line (killed mid-write) is cut off
+    the file, so that its sequence is redone and later appends start on a fresh line."""
+    done: Dict[str, Dict[str, List[str]]] = {}
+    if not path.exists():
+        return done
+    with open(path, "rb") as f:
+        data = f.read()
+    complete = data[:data.rfind(b"\n") + 1]
+    if len(complete) != len(data):
+        with open(path, "r+b") as f:
+            f.truncate(len(complete))
+    for lineno, line in enumerate(complete.decode("utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{lineno}: corrupt line in the partial det_db ({err}); "
+                             "delete the file or use --restart") from None
+        if "settings" in record:
+            if record["settings"] != settings:
+                raise ValueError(f"{path} was made with other settings {record['settings']} (now {settings}); "
+                                 "use --restart to discard it")
+        else:
+            done[record["sequence"]] = record["det_db"]
+    return done
+
+
+def _append_record(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def make_detdb(model, sequences: List[SequenceFrames], key_root: Path, output: Path,
+               test_size: Tuple[int, int] = DANCETRACK_TEST_SIZE, score_floor: float = DEFAULT_SCORE_FLOOR,
+               nms_thre: float = DEFAULT_NMS_THRE, batch_size: int = 8, half: bool = False, workers: int = 4,
+               settings: Optional[dict] = None, restart: bool = False) -> Dict[str, List[str]]:
+    """Detect on every frame of every sequence; returns the det_db and writes it to output."""
+    partial = output.with_name(output.name + ".partial.jsonl")
+    settings = dict(settings or {}, test_size=list(test_size), score_floor=score_floor, nms_thre=nms_thre,
+                    half=half)
+    if restart and partial.exists():
+        partial.unlink()
+    done = _read_partial(partial, settings)
+    if not partial.exists() or partial.stat().st_size == 0:
+        _append_record(partial, {"settings": settings})
+
+    todo = [(name, frames) for name, frames in sequences if name not in done]
+    total = sum(len(frames) for _, frames in sequences)
+    with tqdm(total=total, initial=total - sum(len(f) for _, f in todo), unit="frame", desc="det_db") as bar, \
+            ThreadPoolExecutor(max(1, workers)) as pool:
+        for name, frames in todo:
+            bar.set_postfix_str(name)
+            seq_db: Dict[str, List[str]] = {}
+            for paths, images, ratios in _prefetched_batches(frames, batch_size, test_size, pool):
+                dets = detect_preprocessed(model, images, ratios, score_floor, nms_thre, half)
+                for path, frame_dets in zip(paths, dets):
+                    seq_db[det_db_key(path, key_root)] = format_det_lines(frame_dets)
+                bar.update(len(paths))
+            _append_record(partial, {"sequence": name, "det_db": seq_db})
+            done[name] = seq_db
+
+    det_db: Dict[str, List[str]] = {}
+    for name, _ in sequences:
+        det_db.update(done[name])
+    _write_json_atomic(output, det_db)
+    partial.unlink()
+    return det_db
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--split", nargs="+", help="DanceTrack split(s) under --mot_path, e.g. val test")
+    src.add_argument("--frames", nargs="+", type=Path, help="folders of frames, one sequence each")
+    parser.add_argument("--mot_path", type=Path, default=None,
+                        help="dataset root; det_db keys are relative to it (with --frames default: "
+                             "the parent of each folder)")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="det_db JSON to write (default: <mot_path>/det_db_yolox.json)")
+    parser.add_argument("--checkpoint", type=Path, required=True, help="YOLOX-X weights, e.g. yolox_x.pth")
+    parser.add_argument("--trust_checkpoint", action="store_true",
+                        help="allow full pickle loading for checkpoints that hold more than tensors")
+    parser.add_argument("--test_size", type=int, nargs=2, default=list(DANCETRACK_TEST_SIZE),
+                        metavar=("H", "W"), help="network input size, multiples of 32 (default 800 1440)")
+    parser.add_argument("--score_floor", type=float, default=DEFAULT_SCORE_FLOOR,
+                        help="drop detections with obj * cls below this (default 0.05, as MOTRv2's det_db)")
+    parser.add_argument("--nms", type=float, default=DEFAULT_NMS_THRE, help="NMS IoU threshold (default 0.7)")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=4, help="image decoding threads")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--half", action="store_true", help="fp16 autocast (CUDA only)")
+    parser.add_argument("--restart", action="store_true", help="ignore the partial file of an earlier run")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None, model=None) -> Dict[str, List[str]]:
+    """CLI entry; `model` replaces --checkpoint loading (tests pass a model with stand-in weights)."""
+    args = build_parser().parse_args(argv)
+    if any(s % 32 for s in args.test_size):
+        raise SystemExit(f"--test_size must be multiples of 32, got {args.test_size}")
+    if args.split:
+        if args.mot_path is None:
+            raise SystemExit("--split needs --mot_path")
+        sequences = [seq for split in args.split for seq in find_split_sequences(args.mot_path, split)]
+        key_root = args.mot_path
+    else:
+        parents = {_absolute(f).parent for f in args.frames}
+        if args.mot_path is None and len(parents) > 1:
+            raise SystemExit("--frames folders have different parents; give --mot_path as the key root")
+        key_root = args.mot_path if args.mot_path is not None else parents.pop()
+        sequences = find_frame_sequences(args.frames, key_root)
+    output = args.output
+    if output is None:
+        if args.mot_path is None:
+            raise SystemExit("give --output (or --mot_path for the default <mot_path>/det_db_yolox.json)")
+        output = args.mot_path / "det_db_yolox.json"
+
+    if model is None:
+        model = load_yolox(args.checkpoint, args.device, trust_checkpoint=args.trust_checkpoint)
+    settings = {"checkpoint": str(_absolute(args.checkpoint))}
+    return make_detdb(model, sequences, key_root, output, tuple(args.test_size), args.score_floor, args.nms,
+                      args.batch_size, args.half, args.workers, settings, args.restart)
+
+
+if __name__ == "__main__":
+    main()
