@@ -83,3 +83,20 @@ def test_mot_lines(run):
         assert m[:2] == e[:2], f"frame/id differ: {mine!r} vs {exp!r}"
         assert all(abs(float(a) - float(b)) <= 0.05 for a, b in zip(m[2:6], e[2:6])), (mine, exp)
         assert m[6:] == e[6:]
+
+
+def test_tfsasm_config_is_the_fixture_configuration():
+    """`$(cat configs/tfsasm.args)` selects exactly the memory settings the TF-SASM fixture was made with,
+    so the parity run above is the run of that config."""
+    from main import get_args_parser
+    from tests.helpers import REPO
+    ref = torch.load(PARITY / "tfsasm_reference.pt", weights_only=False)
+    parser = get_args_parser()
+    ours = parser.parse_args((REPO / "configs" / "tfsasm.args").read_text().split())
+    fixture = parser.parse_args((REPO / "configs" / "motrv2.args").read_text().split()
+                                + memory_argv_from_about(ref["about"]))
+    for name in ("memory", "memory_preset", "ofs", "memory_size", "memory_tau", "memory_alpha",
+                 "memory_max_frame_gap", "memory_store_score", "memory_temporal_gap_reg"):
+        assert getattr(ours, name) == getattr(fixture, name), name
+    assert {k: v for k, v in vars(ours).items() if not k.startswith(("memory", "ofs"))} == \
+        {k: v for k, v in vars(fixture).items() if not k.startswith(("memory", "ofs"))}

@@ -73,7 +73,8 @@ def run_demo(cli_args=None) -> int:
     for name, flags in VARIANTS.items():
         argv = base + flags + ["--resume", str(WEIGHTS), "--mot_path", str(DATA), "--det_db", str(info["det_db"]),
                                "--output_dir", str(OUT), "--exp_name", _slug(name), "--split", "val",
-                               "--device", device, "--num_workers", "1", "--overwrite"]
+                               "--device", device, "--num_workers", "1", "--overwrite",
+                               "--val_width", "192", "--val_max_size", "320"]
         args = get_submit_parser().parse_args(argv)
         print(f"[demo] tracking with {name} ...")
         run(args)
