@@ -1,0 +1,306 @@
+"""Track the people in your own video in one command: YOLOX proposals, MOTRv2 (+ TF-SASM) tracking,
+a MOTChallenge result file and an annotated video.
+
+    python tools/track_video.py my_video.mp4 --detector yolox_x.pth \\
+        --resume motrv2_dancetrack.pth $(cat configs/motrv2.args) \\
+        [--memory sparse --memory_preset official] [--output_dir outputs/track_video] \\
+        [--device auto] [--amp fp16] [--save_det_db | --det_db my_video_det_db.json]
+
+Writes, in --output_dir (default outputs/track_video):
+  <stem>.txt           MOTChallenge lines `frame,id,x,y,w,h,1,-1,-1,-1`, frames numbered from 1
+  <stem>_tracked.mp4   the video with boxes, ids and trails, at the input's size and fps
+  <stem>_det_db.json   with --save_det_db: the proposals, keys `<stem>/img1/00000001.txt`
+                       (MOTRv2's det_db format); pass it back with --det_db to skip detection
+
+The video is streamed: a chunk of --det_batch_size frames is decoded, detected, tracked, drawn
+and written before the next is read. Every model/tracker/memory flag is submit_dance.py's.
+Outputs are written to temporary files and renamed when complete.
+"""
+import argparse
+import contextlib
+import json
+import os
+import sys
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from datasets.det_db import (DetDBError, load_det_db, lookup_detections, parse_det_lines,  # noqa: E402
+                             proposals_from_detections)
+from datasets.sequences import SequenceError, image_to_input  # noqa: E402
+from models.checkpoint import CheckpointError  # noqa: E402
+from models.motr import resolve_device  # noqa: E402
+from models.yolox import (DANCETRACK_TEST_SIZE, DEFAULT_NMS_THRE, DEFAULT_SCORE_FLOOR,  # noqa: E402
+                          YOLOX_SIZES, detect_frames, load_yolox)
+from submit_dance import autocast_context, build_tracker, get_submit_parser, mot_lines, write_atomic  # noqa: E402
+from tools.make_detdb import format_det_lines  # noqa: E402
+from tools.visualize import draw_tracks  # noqa: E402
+
+DEFAULT_OUTPUT_DIR = os.path.join("outputs", "track_video")
+FALLBACK_FPS = 25.0
+
+
+class VideoError(ValueError):
+    """A video that cannot be read or written; the message names the file."""
+
+
+@dataclass
+class VideoOutputs:
+    mot_file: str
+    video_file: Optional[str]
+    det_db_file: Optional[str]
+    frames: int
+    fps: float
+
+
+# -- video in -----------------------------------------------------------------------------------------
+def open_video(path: str) -> Tuple[cv2.VideoCapture, float, int]:
+    """(capture, fps, frame count as the container states it, 0 when unknown)."""
+    if not os.path.isfile(path):
+        raise VideoError(f"video not found: {path}")
+    cap = cv2.VideoCapture(path)
+    if not cap.isOpened():
+        raise VideoError(f"OpenCV cannot open video {path} (not a video, or a codec this OpenCV build lacks)")
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+    return cap, float(fps), int(count) if np.isfinite(count) and count > 0 else 0
+
+
+def check_first_frame(path: str) -> None:
+    cap = open_video(path)[0]
+    try:
+        if not cap.read()[0]:
+            raise VideoError(f"video {path} has no frames (or none that OpenCV can decode)")
+    finally:
+        cap.release()
+
+
+def read_chunks(cap, size: int) -> Iterator[List[np.ndarray]]:
+    """Consecutive lists of at most `size` BGR frames until the stream ends (only one chunk in memory)."""
+    while True:
+        chunk = []
+        while len(chunk) < size:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            chunk.append(frame)
+        if chunk:
+            yield chunk
+        if len(chunk) < size:
+            return
+
+
+def frame_key(stem: str, frame: int) -> str:
+    """det_db key of a video frame, shaped like a DanceTrack image key."""
+    return f"{stem}/img1/{frame:08d}.txt"
+
+
+# -- proposals ----------------------------------------------------------------------------------------
+def video_entries(det_db_path: str, stem: str) -> Tuple[Optional[Dict[str, List[str]]], str]:
+    """The det_db entries of this video (None if the file is absent or has none) and why not."""
+    if not det_db_path:
+        return None, "no --det_db given"
+    if not os.path.isfile(det_db_path):
+        return None, f"--det_db {det_db_path} not found"
+    prefix = f"{stem}/img1/"
+    entries = {k: v for k, v in load_det_db(det_db_path).items() if k.startswith(prefix)}
+    if not entries:
+        return None, f"--det_db {det_db_path} has no keys '{prefix}...' for this video"
+    return entries, ""
+
+
+class Detections:
+    """Proposals per frame: from the det_db entries of the video, or the detector.
+
+    Detector output is rounded as the det_db stores it (1 decimal, score 2) before it is used,
+    so that tracking again from the saved det_db gives the same result."""
+
+    def __init__(self, stem: str, detector=None, entries: Optional[Dict[str, List[str]]] = None,
+                 missing: str = "error", test_size: Tuple[int, int] = DANCETRACK_TEST_SIZE,
+                 score_floor: float = DEFAULT_SCORE_FLOOR, nms_thre: float = DEFAULT_NMS_THRE,
+                 half: bool = False):
+        assert (detector is None) != (entries is None), "give exactly one of detector, entries"
+        self.stem, self.detector, self.entries, self.missing = stem, detector, entries, missing
+        self.test_size, self.score_floor, self.nms_thre, self.half = test_size, score_floor, nms_thre, half
+        self.detected: Dict[str, List[str]] = {}  # what the detector found, for --save_det_db
+
+    def for_chunk(self, frames_bgr: Sequence[np.ndarray], first_frame: int) -> List[np.ndarray]:
+        keys = [frame_key(self.stem, first_frame + i) for i in range(len(frames_bgr))]
+        if self.entries is not None:
+            return [lookup_detections(self.entries, key, self.missing) for key in keys]
+        dets = detect_frames(self.detector, frames_bgr, self.test_size, self.score_floor, self.nms_thre,
+                             batch_size=len(frames_bgr), half=self.half)
+        out = []
+        for key, frame_dets in zip(keys, dets):
+            lines = format_det_lines(frame_dets)
+            self.detected[key] = lines
+            out.append(parse_det_lines(lines, key))
+        return out
+
+
+# -- tracking + drawing -------------------------------------------------------------------------------
+def boxes_of_lines(lines: Sequence[str]) -> List[Tuple[int, float, float, float, float]]:
+    """(id, x, y, w, h) of MOTChallenge lines: draw exactly what is written."""
+    boxes = []
+    for line in lines:
+        parts = line.split(",")
+        boxes.append((int(parts[1]), *map(float, parts[2:6])))
+    return boxes
+
+
+def _temp_video_path(out_path: str) -> str:
+    # Same folder (rename stays atomic) and the same .mp4 ending (OpenCV picks the container by it).
+    folder, name = os.path.split(os.path.abspath(out_path))
+    return os.path.join(folder, f".tmp_{os.getpid()}_{name}")
+
+
+def track_video(video: str, model, detections: Detections, device: torch.device, output_dir: str,
+                score_threshold: float = 0.5, area_threshold: float = 100, short: int = 800,
+                long_max: int = 1536, chunk_size: int = 8, amp: str = "off", trail: int = 20,
+                write_video: bool = True, fps: Optional[float] = None, save_det_db: bool = False,
+                progress: bool = True) -> VideoOutputs:
+    """Stream `video` through detection, tracking and drawing; write the outputs atomically."""
+    stem = Path(video).stem
+    cap, video_fps, count = open_video(video)
+    if fps is None:
+        fps = video_fps if np.isfinite(video_fps) and video_fps > 0 else FALLBACK_FPS
+        if fps != video_fps:
+            print(f"warning: {video} does not state its fps; writing {fps:g} fps (set --fps)", file=sys.stderr)
+    os.makedirs(output_dir, exist_ok=True)
+    mot_path = os.path.join(output_dir, f"{stem}.txt")
+    video_path = os.path.join(output_dir, f"{stem}_tracked.mp4")
+    tmp_video = _temp_video_path(video_path)
+    trails = defaultdict(lambda: deque(maxlen=trail)) if trail > 0 else None
+    writer, size, frame, lines = None, None, 0, []
+    tracks = None
+    model.clear()  # ids start at 0 for every video
+    bar = tqdm(total=count or None, desc=stem, unit="frame", disable=not progress, dynamic_ncols=True)
+    try:
+        with torch.inference_mode():
+            for chunk in read_chunks(cap, chunk_size):
+                chunk_dets = detections.for_chunk(chunk, frame + 1)
+                for img_bgr, dets in zip(chunk, chunk_dets):
+                    frame += 1
+                    h, w = img_bgr.shape[:2]
+                    if size is None:
+                        size = (w, h)
+                    elif size != (w, h):
+                        raise VideoError(f"{video}: frame {frame} is {w}x{h}, the first frame was "
+                                         f"{size[0]}x{size[1]}")
+                    img = image_to_input(cv2.cvtColor(img_bgr, cv2.COLOR_BGR2RGB), short, long_max)
+                    proposals = proposals_from_detections(dets, w, h).to(device)
+                    with autocast_context(device, amp):
+                        res = model.inference_single_image(img.to(device)[None], (h, w), tracks, proposals)
+                    tracks = res["track_instances"]
+                    frame_lines = mot_lines(tracks, frame, score_threshold, area_threshold)
+                    lines += frame_lines
+                    if write_video:
+                        if writer is None:
+                            writer = cv2.VideoWriter(tmp_video, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+                            if not writer.isOpened():
+                                raise VideoError(f"OpenCV cannot write video {video_path} (mp4v codec)")
+                        writer.write(draw_tracks(img_bgr, boxes_of_lines(frame_lines), trails))
+                    bar.update(1)
+                    bar.set_postfix(tracks=len(frame_lines))
+        if frame == 0:
+            raise VideoError(f"video {video} has no frames (or none that OpenCV can decode)")
+        if count and frame < count:
+            print(f"warning: {video} states {count} frames but only {frame} could be decoded", file=sys.stderr)
+        write_atomic(mot_path, lines)
+        if writer is not None:
+            writer.release()
+            writer = None
+            os.replace(tmp_video, video_path)
+        det_db_path = None
+        if save_det_db and detections.detected:
+            det_db_path = os.path.join(output_dir, f"{stem}_det_db.json")
+            write_atomic(det_db_path, [json.dumps(detections.detected)])
+    finally:
+        bar.close()
+        cap.release()
+        if writer is not None:
+            writer.release()
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_video)
+    return VideoOutputs(mot_path, video_path if write_video else None, det_db_path, frame, fps)
+
+
+# -- command line -------------------------------------------------------------------------------------
+def get_parser() -> argparse.ArgumentParser:
+    # submit_dance's parser as parent: every model, tracker and memory flag is spelt the same.
+    parser = argparse.ArgumentParser("tools/track_video.py", parents=[get_submit_parser()], add_help=False,
+                                     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("video", help="input video (anything OpenCV decodes: mp4, avi, mkv, ...)")
+    g = parser.add_argument_group("video tracking")
+    g.add_argument("--detector", default=None, help="YOLOX checkpoint (e.g. yolox_x.pth; ByteTrack/YOLOX layout)")
+    g.add_argument("--detector_name", default="yolox-x", choices=sorted(YOLOX_SIZES), help="YOLOX size")
+    g.add_argument("--trust_checkpoint", action="store_true",
+                   help="allow full pickle loading of a detector checkpoint that holds more than tensors")
+    g.add_argument("--det_test_size", type=int, nargs=2, default=list(DANCETRACK_TEST_SIZE), metavar=("H", "W"),
+                   help="detector input size, multiples of 32 (default 800 1440, as MOTRv2's det_db)")
+    g.add_argument("--det_score_floor", type=float, default=DEFAULT_SCORE_FLOOR,
+                   help="keep proposals with obj * cls >= this (default 0.05, as MOTRv2's det_db)")
+    g.add_argument("--det_nms", type=float, default=DEFAULT_NMS_THRE, help="detector NMS IoU (default 0.7)")
+    g.add_argument("--det_batch_size", type=int, default=8,
+                   help="frames decoded, detected, tracked and written per chunk")
+    g.add_argument("--save_det_db", action="store_true", help="also write <stem>_det_db.json (reuse: --det_db)")
+    g.add_argument("--trail", type=int, default=20, help="frames of centre trail in the video (0: none)")
+    g.add_argument("--fps", type=float, default=None, help="output fps (default: the input's)")
+    g.add_argument("--no_video", action="store_true", help="write only the MOTChallenge file")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def run(args, detector=None) -> VideoOutputs:
+    if any(s <= 0 or s % 32 for s in args.det_test_size):
+        raise VideoError(f"--det_test_size must be positive multiples of 32, got {args.det_test_size}")
+    if args.det_batch_size < 1:
+        raise VideoError(f"--det_batch_size must be at least 1, got {args.det_batch_size}")
+    device = resolve_device(args.device)
+    stem = Path(args.video).stem
+    check_first_frame(args.video)  # a bad video fails before minutes of model loading
+    entries, why = video_entries(args.det_db, stem)
+    if entries is None and detector is None:
+        if not args.detector:
+            raise DetDBError(f"no proposals for {args.video}: {why}; pass --detector yolox_x.pth, or a --det_db "
+                             f"with keys '{frame_key(stem, 1)}', ...")
+        if args.det_db:
+            print(f"note: {why}; running the detector", file=sys.stderr)
+        detector = load_yolox(args.detector, device, args.detector_name, trust_checkpoint=args.trust_checkpoint)
+    if entries is not None:
+        detector = None
+        if args.save_det_db:
+            print(f"note: proposals read from {args.det_db}; --save_det_db has nothing new to write",
+                  file=sys.stderr)
+    detections = Detections(stem, detector, entries, args.missing_detections, tuple(args.det_test_size),
+                            args.det_score_floor, args.det_nms, half=args.amp == "fp16" and device.type == "cuda")
+    model = build_tracker(args, device)
+    return track_video(args.video, model, detections, device, args.output_dir or DEFAULT_OUTPUT_DIR,
+                       args.score_threshold, args.area_threshold, args.val_width, args.val_max_size,
+                       args.det_batch_size, args.amp, args.trail, not args.no_video, args.fps,
+                       args.save_det_db, progress=not args.quiet)
+
+
+def main(argv: Optional[Sequence[str]] = None, detector=None) -> int:
+    """CLI entry; `detector` (a YOLOX module) replaces --detector loading, for tests and notebooks."""
+    args = get_parser().parse_args(argv)
+    try:
+        out = run(args, detector)
+    except (VideoError, CheckpointError, DetDBError, SequenceError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    written = [p for p in (out.mot_file, out.video_file, out.det_db_file) if p]
+    print(f"tracked {out.frames} frames at {out.fps:g} fps -> {', '.join(written)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
