@@ -178,7 +178,8 @@ class DeformableTransformerDecoder(nn.Module):
         ratios4 = torch.cat([valid_ratios, valid_ratios], -1)[:, None]
         for lid, layer in enumerate(self.layers):
             reference_input = reference_points[:, :, None] * ratios4
-            query_pos = pos2posemb(reference_points)
+            # 4 box coordinates x (d_model / 4) features: 64 each for the 256-d model
+            query_pos = pos2posemb(reference_points, output.shape[-1] // 4)
             output = layer(output, query_pos, reference_input, src, spatial_shapes, level_start_index,
                            padding_mask, attn_mask)
             # Box of this layer = refinement of the box it started from; the next layer starts from

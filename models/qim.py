@@ -85,7 +85,7 @@ class QueryInteractionModuleV2(nn.Module):
         tracks.ref_pts[is_pos] = tracks.pred_boxes.detach().clone()[is_pos]
         out_embed = tracks.output_embedding
         query_feat = tracks.query_pos
-        query_pos = pos2posemb(tracks.ref_pts)
+        query_pos = pos2posemb(tracks.ref_pts, out_embed.shape[-1] // 4)
         q = k = query_pos + out_embed
         tgt = out_embed
         tgt2 = self.self_attn(q[:, None], k[:, None], value=tgt[:, None], need_weights=False)[0][:, 0]
