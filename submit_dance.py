@@ -17,12 +17,12 @@ import tempfile
 from typing import Iterable, List, Optional
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from datasets.det_db import DetDBError, load_det_db
-from datasets.sequences import (SequenceError, SequenceFrames, collate_single, list_sequences,
-                                read_sequence)
+from datasets.det_db import DetDBError, det_db_key, load_det_db
+from datasets.sequences import (SequenceError, SequenceFrames, TrackingSequence, collate_single,
+                                list_sequences, read_sequence)
 from main import get_args_parser
 from models import build_model
 from models.checkpoint import CheckpointError, load_checkpoint
@@ -68,7 +68,8 @@ def mot_lines(tracks: Instances, frame: int, score_threshold: float, area_thresh
 def write_atomic(path: str, lines: Iterable[str]) -> None:
     """Write to a temporary file in the same folder, then rename: never a half-written file."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".txt", dir=folder)
+    # The temporary name starts with the target's name, so a later run can find one a killed run left.
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp_{os.path.basename(path)}.", suffix=".txt", dir=folder)
     try:
         with os.fdopen(fd, "w") as f:
             f.writelines(lines)
@@ -79,11 +80,39 @@ def write_atomic(path: str, lines: Iterable[str]) -> None:
         raise
 
 
+def remove_stale_temps(out_dir: str, names: Iterable[str]) -> List[str]:
+    """Delete the temporary files that a killed run (SIGKILL, power loss) left for these sequences.
+    Only this rank's sequences: other ranks may be writing theirs right now."""
+    prefixes = tuple(f".tmp_{name}.txt." for name in names)
+    stale = [f for f in os.listdir(out_dir) if f.startswith(prefixes)] if prefixes else []
+    for f in stale:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(out_dir, f))
+    return stale
+
+
 # -- tracking ---------------------------------------------------------------------------------------
 def autocast_context(device: torch.device, amp: str):
     if amp == "off" or device.type != "cuda":
         return contextlib.nullcontext()
     return torch.autocast("cuda", dtype=torch.float16 if amp == "fp16" else torch.bfloat16)
+
+
+class _ErrorsAsItems(Dataset):
+    """Hands a frame's SequenceError/DetDBError to the main process as the item itself: raised in a
+    DataLoader worker, it would arrive re-wrapped with the worker's traceback in its message."""
+
+    def __init__(self, frames: SequenceFrames):
+        self.frames = frames
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, index: int):
+        try:
+            return self.frames[index]
+        except (SequenceError, DetDBError) as exc:
+            return exc
 
 
 def track_sequence(model, frames: SequenceFrames, device: torch.device, score_threshold: float,
@@ -92,13 +121,15 @@ def track_sequence(model, frames: SequenceFrames, device: torch.device, score_th
     """Track one sequence; returns its MOTChallenge lines. Frames are decoded by DataLoader workers
     while the model runs."""
     model.clear()  # ids start at 0 in every sequence: results do not depend on sequence order
-    loader = DataLoader(frames, batch_size=1, num_workers=num_workers, collate_fn=collate_single,
-                        pin_memory=device.type == "cuda", persistent_workers=False)
+    loader = DataLoader(_ErrorsAsItems(frames), batch_size=1, num_workers=num_workers,
+                        collate_fn=collate_single, pin_memory=device.type == "cuda", persistent_workers=False)
     tracks, lines = None, []
     bar = tqdm(loader, desc=frames.seq.name, unit="frame", disable=not progress, leave=False,
                dynamic_ncols=True)
     with torch.inference_mode(), autocast_context(device, amp):
         for item in bar:
+            if isinstance(item, Exception):
+                raise item
             img = item["image"].to(device, non_blocking=True)[None]
             proposals = item["proposals"].to(device)
             res = model.inference_single_image(img, item["ori_size"], tracks, proposals)
@@ -106,6 +137,17 @@ def track_sequence(model, frames: SequenceFrames, device: torch.device, score_th
             lines += mot_lines(tracks, item["frame"], score_threshold, area_threshold)
             bar.set_postfix(tracks=int((tracks.obj_idxes >= 0).sum()))
     return lines
+
+
+def check_det_db_covers(det_db, det_db_path: str, sequences: Iterable[TrackingSequence]) -> None:
+    """Fail before tracking anything when a frame has no det_db entry (--missing_detections error)."""
+    for seq in sequences:
+        missing = [key for key in (det_db_key(rel) for _, rel in seq.frames) if key not in det_db]
+        if missing:
+            raise DetDBError(
+                f"{det_db_path} has no entry for {len(missing)} of the {len(seq.frames)} frames of "
+                f"{seq.relpath}, first {missing[0]!r} (use --missing_detections empty to track such "
+                "frames without proposals)")
 
 
 def dist_rank_world():
@@ -145,12 +187,20 @@ def run(args) -> List[str]:
     todo = [n for n in names if args.overwrite or not os.path.isfile(os.path.join(out_dir, f"{n}.txt"))]
     if len(todo) < len(names):
         print(f"skipping {len(names) - len(todo)} finished sequence(s) in {out_dir} (--overwrite to redo)")
+    stale = remove_stale_temps(out_dir, names)
+    if stale:
+        print(f"removed {len(stale)} temporary file(s) left in {out_dir} by an interrupted run")
     if not todo:
         return [os.path.join(out_dir, f"{n}.txt") for n in names]
-    det_db = load_det_db(resolve_det_db(args))
+    # Everything that can be checked without tracking is checked first: no error after hours of work.
+    sequences = [read_sequence(args.mot_path, os.path.join(split_rel, name)) for name in todo]
+    det_db_path = resolve_det_db(args)
+    det_db = load_det_db(det_db_path)
+    if args.missing_detections == "error":
+        check_det_db_covers(det_db, det_db_path, sequences)
     model = build_tracker(args, device)
-    for name in tqdm(todo, desc="sequences", unit="seq", disable=rank != 0 or len(todo) == 1):
-        seq = read_sequence(args.mot_path, os.path.join(split_rel, name))
+    for name, seq in zip(todo, tqdm(sequences, desc="sequences", unit="seq",
+                                    disable=rank != 0 or len(todo) == 1)):
         frames = SequenceFrames(args.mot_path, seq, det_db, args.missing_detections,
                                 short=args.val_width, long_max=args.val_max_size)
         lines = track_sequence(model, frames, device, args.score_threshold, args.area_threshold,
@@ -169,6 +219,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (CheckpointError, DetDBError, SequenceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished sequences are kept; run the same command again to track the rest",
+              file=sys.stderr)
+        return 130
     return 0
 
 

@@ -86,6 +86,10 @@ def read_sequence(mot_path: str, relpath: str) -> TrackingSequence:
             raise SequenceError(f"{ini}: not a valid seqinfo.ini ([Sequence] section): {exc}") from exc
         seq.width = int(seq.info["imwidth"]) if "imwidth" in seq.info else None
         seq.height = int(seq.info["imheight"]) if "imheight" in seq.info else None
+        declared = seq.info.get("seqlength", "")
+        if declared.isdigit() and int(declared) != len(frames):  # e.g. images lost in a copy
+            warnings.warn(f"{ini} declares seqLength={declared} but {img_dir} holds {len(frames)} images "
+                          f"(frames {numbers[0]}..{numbers[-1]}); tracking the images found")
     else:
         first = read_image(os.path.join(mot_path, frames[0][1]))
         seq.height, seq.width = first.shape[:2]

@@ -40,6 +40,14 @@ def extract_state_dict(checkpoint) -> Dict[str, torch.Tensor]:
     return dict(state)
 
 
+def drop_unused_bn_counters(model: nn.Module, state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """`state` without the `num_batches_tracked` counters the model has no buffer for: a backbone
+    saved with regular BatchNorm2d carries them, our FrozenBatchNorm2d keeps none (and drops them
+    on load), so strict key comparison must not report them as unexpected."""
+    expected = model.state_dict().keys()
+    return {k: v for k, v in state.items() if not (k.endswith(".num_batches_tracked") and k not in expected)}
+
+
 def describe_mismatch(model: nn.Module, state: Mapping[str, torch.Tensor]) -> str:
     """'' when `state` fits `model` exactly, else a readable list of what differs."""
     expected = model.state_dict()
@@ -66,7 +74,7 @@ def load_checkpoint(model: nn.Module, path_or_state, strict: bool = True) -> Dic
     CheckpointError listing them all. Returns the full checkpoint dict (epoch, optimizer, ...)."""
     source = path_or_state if isinstance(path_or_state, str) else "<state dict>"
     checkpoint = read_checkpoint(path_or_state) if isinstance(path_or_state, str) else path_or_state
-    state = extract_state_dict(checkpoint)
+    state = drop_unused_bn_counters(model, extract_state_dict(checkpoint))
     problems = describe_mismatch(model, state)
     if problems and strict:
         raise CheckpointError(
