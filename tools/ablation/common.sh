@@ -1,0 +1,281 @@
+# Shared by the ablation scripts of tools/ablation/ (sourced, not run).
+#
+# Every script takes the same inputs, as positional arguments or as environment variables
+# (a positional argument wins):
+#
+#   SCRIPT [CKPT [MOT_PATH [DET_DB [SPLIT]]]]
+#
+#   CKPT        MOTRv2 checkpoint                        (default: motrv2_dancetrack.pth)
+#   MOT_PATH    data root holding DanceTrack/<SPLIT>/     (default: data)
+#   DET_DB      YOLOX proposals, MOTRv2's det_db JSON     (default: det_db_motrv2.json; a name that is
+#               not a file is looked up under MOT_PATH, as submit_dance.py does)
+#   SPLIT       split with ground truth to score on       (default: val)
+#
+# Further environment variables:
+#   OUT         results folder                  (default: results/ablation)
+#   TABLES      markdown written at the end     (default: the folder above OUT, /tables.md,
+#                                                i.e. results/tables.md)
+#   NUM_GPUS    1: python submit_dance.py; N > 1: $PYTHON -m torch.distributed.run
+#               --nproc_per_node N submit_dance.py (torchrun; sequences are split by rank)  (default 1)
+#   PYTHON      interpreter                     (default: python)
+#   BASE_ARGS   MOTRv2 flags file               (default: configs/motrv2.args)
+#   EXTRA_ARGS  appended to every submit_dance.py call, e.g. "--device cpu --num_workers 0"
+#   MEMORY_PRESET  official (the authors' code, default) or paper: the preset of every memory row
+#               (presets.sh compares the two regardless)
+#   SEQS        only these sequences (space-separated); scored with a seqmap of them
+#   ONLY        only these rows of the table (space-separated row names, e.g. "motrv2 sasm")
+#   DRY_RUN=1   print the commands, run nothing
+#
+# Relative paths given by you are relative to the folder you run the script from; the defaults
+# are relative to the repository root. Nothing here depends on the current folder.
+#
+# Layout: every distinct setting is tracked once into OUT/runs/<key>/ (key: a hash of the
+# submit_dance.py flags and of the checkpoint's and det_db's size and mtime; command.txt there
+# says what ran); OUT/<table>/<row> is a link to it, so rows that are the same experiment
+# (Table II "+ OFS" = Table IV "OFS" = Table V "10" = Table VI "0.1" = ...) share one run.
+# Runs resume: finished sequences are skipped, and the evaluation (OUT/<table>/<row>/eval.json)
+# is redone only when a result file is newer than it.
+
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+CALLER_PWD="$PWD"
+cd "$REPO_ROOT"
+
+# The authors' TF-SASM settings (zigonk/TF-SASM configs/motrv2_sam_feat_selector.args and
+# tools/simple_inference.sh); rows of the tables change one of them.
+tfsasm_defaults() {
+    TFSASM_DEFAULTS=(--memory sparse --memory_preset "$MEMORY_PRESET" --ofs min_iou --memory_size 10
+                     --memory_tau 0.1 --memory_alpha 0.5 --memory_max_frame_gap 10)
+}
+
+die() {
+    echo "error: $*" >&2
+    exit 2
+}
+
+# Absolute path of $1; a relative one is taken relative to the folder $2.
+absolute_from() {
+    local path="$1" base="$2"
+    if [[ "$path" == /* ]]; then
+        printf '%s\n' "$path"
+    else
+        printf '%s\n' "$base/$path"
+    fi
+}
+
+usage() {
+    # The calling script's header comment, then the shared options above.
+    sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$SCRIPT_PATH"
+    echo
+    sed -n '1,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$REPO_ROOT/tools/ablation/common.sh"
+}
+
+# ablation_init TABLE "$@": read the inputs, check them, print the setup.
+ablation_init() {
+    TABLE="$1"
+    shift
+    SCRIPT_PATH="$(absolute_from "${BASH_SOURCE[1]}" "$CALLER_PWD")"
+    if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
+        usage
+        exit 0
+    fi
+    (($# <= 4)) || die "too many arguments (at most CKPT MOT_PATH DET_DB SPLIT); see --help"
+    # positional > environment > default; user paths are relative to the caller's folder
+    local arg_ckpt="${1:-${CKPT:-}}" arg_mot="${2:-${MOT_PATH:-}}" arg_det="${3:-${DET_DB:-}}"
+    SPLIT="${4:-${SPLIT:-val}}"
+    if [[ -n "$arg_ckpt" ]]; then CKPT="$(absolute_from "$arg_ckpt" "$CALLER_PWD")"
+    else CKPT="$REPO_ROOT/motrv2_dancetrack.pth"; fi
+    if [[ -n "$arg_mot" ]]; then MOT_PATH="$(absolute_from "$arg_mot" "$CALLER_PWD")"
+    else MOT_PATH="$REPO_ROOT/data"; fi
+    # DET_DB: a file relative to where it was given, else a name under MOT_PATH (submit_dance.py's rule)
+    DET_DB="${arg_det:-det_db_motrv2.json}"
+    local det_base="$REPO_ROOT"
+    if [[ -n "$arg_det" ]]; then det_base="$CALLER_PWD"; fi
+    if [[ "$DET_DB" == /* ]]; then :
+    elif [[ -f "$det_base/$DET_DB" ]]; then DET_DB="$det_base/$DET_DB"
+    else DET_DB="$MOT_PATH/$DET_DB"; fi
+    if [[ -n "${OUT:-}" ]]; then OUT="$(absolute_from "$OUT" "$CALLER_PWD")"
+    else OUT="$REPO_ROOT/results/ablation"; fi
+    if [[ -n "${TABLES:-}" ]]; then TABLES="$(absolute_from "$TABLES" "$CALLER_PWD")"
+    else TABLES="$(dirname "$OUT")/tables.md"; fi
+    if [[ -n "${BASE_ARGS:-}" ]]; then BASE_ARGS="$(absolute_from "$BASE_ARGS" "$CALLER_PWD")"
+    else BASE_ARGS="$REPO_ROOT/configs/motrv2.args"; fi
+    NUM_GPUS="${NUM_GPUS:-1}"
+    PYTHON="${PYTHON:-python}"
+    MEMORY_PRESET="${MEMORY_PRESET:-official}"
+    DRY_RUN="${DRY_RUN:-0}"
+    read -r -a EXTRA <<<"${EXTRA_ARGS:-}"
+    read -r -a SEQ_LIST <<<"${SEQS:-}"
+    read -r -a ONLY_LIST <<<"${ONLY:-}"
+    [[ "$NUM_GPUS" =~ ^[1-9][0-9]*$ ]] || die "NUM_GPUS must be a positive integer, got '$NUM_GPUS'"
+    [[ "$MEMORY_PRESET" == official || "$MEMORY_PRESET" == paper ]] ||
+        die "MEMORY_PRESET must be official or paper, got '$MEMORY_PRESET'"
+    [[ -f "$BASE_ARGS" ]] || die "BASE_ARGS file not found: $BASE_ARGS"
+    # the args file is whitespace-separated flags, as $(cat file) reads it (no glob expansion here)
+    read -r -d '' -a BASE <"$BASE_ARGS" || true
+    GT_DIR="$MOT_PATH/DanceTrack/$SPLIT"
+    if [[ "$DRY_RUN" != 1 ]]; then
+        [[ -f "$CKPT" ]] || die "checkpoint not found: $CKPT (pass CKPT as the first argument)"
+        [[ -f "$DET_DB" ]] || die "det_db not found: $DET_DB (pass DET_DB as the third argument)"
+        [[ -d "$GT_DIR" ]] || die "split folder not found: $GT_DIR (MOT_PATH and SPLIT)"
+        compgen -G "$GT_DIR/*/gt/gt.txt" >/dev/null ||
+            die "no <seq>/gt/gt.txt under $GT_DIR: the tables need a split with ground truth (val)"
+    fi
+    if ((NUM_GPUS > 1)); then
+        LAUNCH=("$PYTHON" -m torch.distributed.run --nproc_per_node "$NUM_GPUS")
+    else
+        LAUNCH=("$PYTHON")
+    fi
+    tfsasm_defaults
+    echo "== $TABLE: $(basename "$SCRIPT_PATH")"
+    echo "   repo      $REPO_ROOT"
+    echo "   CKPT      $CKPT"
+    echo "   MOT_PATH  $MOT_PATH   SPLIT $SPLIT"
+    echo "   DET_DB    $DET_DB"
+    echo "   OUT       $OUT   (tables: $TABLES)"
+    echo "   BASE_ARGS $BASE_ARGS   EXTRA_ARGS ${EXTRA[*]:-}"
+    echo "   NUM_GPUS  $NUM_GPUS   MEMORY_PRESET $MEMORY_PRESET"
+}
+
+# tfsasm --flag value ...: the authors' TF-SASM flags with these ones changed (or added), in
+# VARIANT_FLAGS. Keeps each command free of repeated flags.
+tfsasm() {
+    local -A override=()
+    local -a order=()
+    while (($#)); do
+        (($# >= 2)) || die "tfsasm: flag '$1' has no value"
+        [[ -v "override[$1]" ]] || order+=("$1")
+        override[$1]="$2"
+        shift 2
+    done
+    VARIANT_FLAGS=()
+    local i flag
+    for ((i = 0; i < ${#TFSASM_DEFAULTS[@]}; i += 2)); do
+        flag="${TFSASM_DEFAULTS[i]}"
+        if [[ -v "override[$flag]" ]]; then
+            VARIANT_FLAGS+=("$flag" "${override[$flag]}")
+            unset "override[$flag]"
+        else
+            VARIANT_FLAGS+=("$flag" "${TFSASM_DEFAULTS[i + 1]}")
+        fi
+    done
+    for flag in "${order[@]}"; do
+        if [[ -v "override[$flag]" ]]; then VARIANT_FLAGS+=("$flag" "${override[$flag]}"); fi
+    done
+    return 0
+}
+
+print_command() {
+    printf '+'
+    printf ' %q' "$@"
+    printf '\n'
+}
+
+# Sequence names the run must produce: SEQS, or every sequence folder (with img1/) of the split.
+expected_sequences() {
+    if ((${#SEQ_LIST[@]})); then
+        printf '%s\n' "${SEQ_LIST[@]}"
+        return
+    fi
+    local d
+    for d in "$GT_DIR"/*/img1; do
+        if [[ -d "$d" ]]; then basename "$(dirname "$d")"; fi
+    done
+    return 0
+}
+
+# run_variant NAME FLAGS...: track the split with BASE_ARGS + FLAGS + EXTRA_ARGS into
+# OUT/TABLE/NAME (a link to the shared run folder) and score it into OUT/TABLE/NAME/eval.json.
+run_variant() {
+    local name="$1"
+    shift
+    if ((${#ONLY_LIST[@]})) && [[ " ${ONLY_LIST[*]} " != *" $name "* ]]; then
+        echo "-- $TABLE/$name: skipped (not in ONLY)"
+        return 0
+    fi
+    local row="$OUT/$TABLE/$name"
+    local -a seq_flags=()
+    if ((${#SEQ_LIST[@]})); then seq_flags=(--seqs "${SEQ_LIST[@]}"); fi
+    # What decides the output; where it goes (--output_dir, --exp_name) is left out of the key.
+    local -a settings=("${BASE[@]}" --resume "$CKPT" --mot_path "$MOT_PATH" --det_db "$DET_DB"
+                       --split "$SPLIT" "${seq_flags[@]}" "$@" "${EXTRA[@]}")
+    local -a args=("${settings[@]}" --output_dir "$OUT/$TABLE" --exp_name "$name")
+    local -a eval_cmd=("$PYTHON" tools/evaluate.py --gt_folder "$GT_DIR" --tracker_folder "$row"
+                       --json "$row/eval.json")
+    if ((${#SEQ_LIST[@]})); then eval_cmd+=(--seqmap "$row/seqmap.txt"); fi
+    echo
+    echo "-- $TABLE/$name: $*"
+    if [[ "$DRY_RUN" == 1 ]]; then
+        print_command "${LAUNCH[@]}" submit_dance.py "${args[@]}"
+        print_command "${eval_cmd[@]}"
+        return 0
+    fi
+
+    # One folder per distinct setting, OUT/runs/<key>, keyed by the settings' text and the
+    # checkpoint's and det_db's size and mtime; the row is a relative link to it.
+    local key run
+    key="$({ printf '%s\0' "${settings[@]}"; stat -L -c '%s %Y' "$CKPT" "$DET_DB"; } |
+           sha256sum | cut -c1-12)"
+    run="$OUT/runs/$key"
+    mkdir -p "$run" "$OUT/$TABLE"
+    if [[ ! -f "$run/command.txt" ]]; then
+        { printf '%q ' submit_dance.py "${args[@]}"; echo; } >"$run/command.txt.tmp"
+        mv -f "$run/command.txt.tmp" "$run/command.txt"
+    fi
+    if [[ -e "$row" && ! -L "$row" ]]; then
+        die "$row exists and is not a link made by these scripts; move it away"
+    fi
+    ln -sfn "../runs/$key" "$row"
+    echo "   run folder: $run"
+
+    local -a seqs
+    mapfile -t seqs < <(expected_sequences)
+    ((${#seqs[@]})) || die "no sequences (folders with img1/) in $GT_DIR"
+    local seq missing=0
+    for seq in "${seqs[@]}"; do
+        if [[ ! -f "$run/$seq.txt" ]]; then missing=$((missing + 1)); fi
+    done
+    if ((missing)); then
+        print_command "${LAUNCH[@]}" submit_dance.py "${args[@]}"
+        "${LAUNCH[@]}" submit_dance.py "${args[@]}"
+        for seq in "${seqs[@]}"; do
+            [[ -f "$run/$seq.txt" ]] || die "submit_dance.py finished but $run/$seq.txt is missing"
+        done
+    else
+        echo "   all ${#seqs[@]} sequences tracked already (same settings)"
+    fi
+
+    local stale=0
+    if [[ -f "$run/eval.json" ]]; then
+        for seq in "${seqs[@]}"; do
+            if [[ "$run/$seq.txt" -nt "$run/eval.json" ]]; then stale=1; fi
+        done
+    else
+        stale=1
+    fi
+    if ((stale)); then
+        if ((${#SEQ_LIST[@]})); then
+            printf 'name\n' >"$run/seqmap.txt.tmp"
+            printf '%s\n' "${SEQ_LIST[@]}" >>"$run/seqmap.txt.tmp"
+            mv -f "$run/seqmap.txt.tmp" "$run/seqmap.txt"
+        fi
+        print_command "${eval_cmd[@]}"
+        "${eval_cmd[@]}"
+    else
+        echo "   eval.json is newer than every result file: not re-scored"
+    fi
+    return 0
+}
+
+# Collect every table into TABLES (after all rows ran).
+finish_tables() {
+    local -a cmd=("$PYTHON" tools/make_tables.py --results "$OUT" --out "$TABLES")
+    echo
+    if [[ "$DRY_RUN" == 1 ]]; then
+        print_command "${cmd[@]}"
+        return 0
+    fi
+    print_command "${cmd[@]}"
+    "${cmd[@]}"
+}
