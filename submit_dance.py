@@ -13,7 +13,6 @@ import argparse
 import contextlib
 import os
 import sys
-import tempfile
 from typing import Iterable, List, Optional
 
 import torch
@@ -28,6 +27,7 @@ from models import build_model
 from models.checkpoint import CheckpointError, load_checkpoint
 from models.motr import RuntimeTrackerBase, resolve_device
 from models.structures import Instances
+from util.fileio import stale_temp_files, write_atomic
 
 MOT_LINE = "{frame},{id},{x1:.2f},{y1:.2f},{w:.2f},{h:.2f},1,-1,-1,-1\n"
 
@@ -65,30 +65,14 @@ def mot_lines(tracks: Instances, frame: int, score_threshold: float, area_thresh
     return lines
 
 
-def write_atomic(path: str, lines: Iterable[str]) -> None:
-    """Write to a temporary file in the same folder, then rename: never a half-written file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    # The temporary name starts with the target's name, so a later run can find one a killed run left.
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp_{os.path.basename(path)}.", suffix=".txt", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.writelines(lines)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def remove_stale_temps(out_dir: str, names: Iterable[str]) -> List[str]:
     """Delete the temporary files that a killed run (SIGKILL, power loss) left for these sequences.
     Only this rank's sequences: other ranks may be writing theirs right now."""
-    prefixes = tuple(f".tmp_{name}.txt." for name in names)
-    stale = [f for f in os.listdir(out_dir) if f.startswith(prefixes)] if prefixes else []
-    for f in stale:
+    stale = [p for name in names for p in stale_temp_files(out_dir, f"{name}.txt")]
+    for path in stale:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(out_dir, f))
-    return stale
+            os.unlink(path)
+    return [os.path.basename(p) for p in stale]
 
 
 # -- tracking ---------------------------------------------------------------------------------------

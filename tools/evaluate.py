@@ -37,11 +37,13 @@ import io
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from util.fileio import write_atomic  # noqa: E402
 
 PathLike = Union[str, os.PathLike]
 
@@ -346,18 +348,7 @@ def format_table(results: Dict[str, dict]) -> str:
 
 def write_json_atomic(results: dict, out_path: PathLike) -> None:
     """Write JSON through a temp file in the same folder, then rename (no half-written files)."""
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=out_path.name + ".", suffix=".tmp", dir=out_path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(results, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, out_path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_atomic(out_path, json.dumps(results, indent=2) + "\n")
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
