@@ -125,6 +125,8 @@ def get_args_parser() -> argparse.ArgumentParser:
       help="short side before the random crop (default: upstream's 800 1000 1200)")
     a("--train_crop_size", type=int, nargs=2, default=None,
       help="min and max side of the random crop (default: upstream's 800 1200)")
+    a("--num_threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    a("--no_progress", action="store_true", help="no tqdm progress bar (logs of long runs)")
     from models.sparse_memory import add_memory_args
     add_memory_args(parser)
     return parser
