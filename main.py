@@ -6,7 +6,6 @@
 Flags keep upstream MOTRv2's names and defaults, so existing .args files and scripts work.
 """
 import argparse
-import math
 
 import numpy as np
 

@@ -58,6 +58,8 @@ from typing import Mapping, Sequence
 import cv2
 import numpy as np
 
+from util.fileio import write_atomic
+
 __all__ = [
     "GENERATOR_VERSION",
     "SequenceData",
@@ -538,12 +540,6 @@ def _as_range(value, name: str) -> tuple:
     return int(lo), int(hi)
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _write_sequence(seq_dir: Path, name: str, data: SequenceData, jpeg_quality: int) -> None:
     (seq_dir / "img1").mkdir(parents=True)
     (seq_dir / "gt").mkdir()
@@ -676,5 +672,5 @@ def make_dataset(mot_path, splits: Mapping[str, int | Mapping] | None = None, se
         infos[split] = make_split(mot_path, split, seed=seed, progress=progress, **kwargs)
         merged.update(json.loads(Path(infos[split]["det_db"]).read_text()))
     det_db_path = mot_path / det_db_name
-    _write_text_atomic(det_db_path, json.dumps(merged, sort_keys=True))
+    write_atomic(det_db_path, json.dumps(merged, sort_keys=True))
     return {"mot_path": mot_path, "det_db": det_db_name, "det_db_path": det_db_path, "splits": infos}

@@ -8,7 +8,7 @@ frame's queries.  The optional sparse memory (TF-SASM) blends a track's stored f
 its decoder input and decides, after ids are given, which features to store.
 """
 import math
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
@@ -19,8 +19,7 @@ from .backbone import build_backbone
 from .deformable_transformer import build_deformable_transformer
 from .position_encoding import pos2posemb
 from .qim import build_query_interaction_layer
-from .structures import (Instances, NestedTensor, box_cxcywh_to_xyxy, inverse_sigmoid,
-                         nested_tensor_from_tensor_list)
+from .structures import (Instances, NestedTensor, box_cxcywh_to_xyxy, nested_tensor_from_tensor_list)
 
 
 class MLP(nn.Module):

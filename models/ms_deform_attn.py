@@ -8,7 +8,6 @@ fastest implementation available (see `models/ms_deform_attn_ops.py`), all of wh
 the reference to float rounding.
 """
 import math
-import warnings
 from typing import List, Sequence, Tuple
 
 import torch

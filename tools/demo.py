@@ -4,7 +4,6 @@ Makes (or reuses) the synthetic DanceTrack val split, tracks it with the shipped
 without and with the TF-SASM memory, evaluates both, prints the table and writes to
 `outputs/demo/`: results.json, an annotated video and a bar plot of the metrics.
 """
-import json
 import os
 import time
 from pathlib import Path
@@ -21,12 +20,6 @@ VARIANTS = {"MOTRv2": ["--memory", "none"],
 
 def _slug(name: str) -> str:
     return name.lower().replace(" + ", "_").replace(" ", "_").replace("-", "")
-
-
-def _write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(f".tmp_{path.name}")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
 
 
 def plot_metrics(results: dict, path: Path) -> None:
@@ -57,6 +50,7 @@ def run_demo(cli_args=None) -> int:
     from submit_dance import get_submit_parser, run
     from tools.evaluate import evaluate
     from tools.visualize import frame_files, render_video
+    from util.fileio import write_json_atomic
 
     start = time.time()
     torch.set_num_threads(max(1, min(os.cpu_count() or 1, 8)))
@@ -84,7 +78,7 @@ def run_demo(cli_args=None) -> int:
     print("\n" + header + "\n" + "-" * len(header))
     for name, row in results.items():
         print(f"{name:<20}" + "".join(f"{row[m]:>8.2f}" for m in METRICS))
-    _write_json_atomic(OUT / "results.json", results)
+    write_json_atomic(OUT / "results.json", results)
     plot_metrics(results, OUT / "metrics.png")
     seq = info["sequences"][0]
     video = OUT / f"{seq}_tracked.mp4"

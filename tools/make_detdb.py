@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
@@ -31,6 +30,7 @@ import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from util.fileio import write_json_atomic  # noqa: E402
 
 from models.yolox import (DANCETRACK_TEST_SIZE, DEFAULT_NMS_THRE, DEFAULT_SCORE_FLOOR,  # noqa: E402
                           detect_frames, detect_preprocessed, load_yolox, preproc)
@@ -155,21 +155,6 @@ def _append_record(path: Path, record: dict) -> None:
         os.fsync(f.fileno())
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def make_detdb(model, sequences: List[SequenceFrames], key_root: Path, output: Path,
                test_size: Tuple[int, int] = DANCETRACK_TEST_SIZE, score_floor: float = DEFAULT_SCORE_FLOOR,
                nms_thre: float = DEFAULT_NMS_THRE, batch_size: int = 8, half: bool = False, workers: int = 4,
@@ -202,7 +187,7 @@ def make_detdb(model, sequences: List[SequenceFrames], key_root: Path, output: P
     det_db: Dict[str, List[str]] = {}
     for name, _ in sequences:
         det_db.update(done[name])
-    _write_json_atomic(output, det_db)
+    write_json_atomic(output, det_db, indent=None)
     partial.unlink()
     return det_db
 

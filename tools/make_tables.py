@@ -14,13 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from util.fileio import write_atomic  # noqa: E402
 
 MISSING = "—"
 PAPER_METRICS = ("HOTA", "DetA", "AssA", "IDF1")   # what Tables II-VI report
@@ -199,22 +200,6 @@ def render(results: Path, tables: Sequence[Table] = TABLES) -> str:
     return "\n".join(parts)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description="TF-SASM ablation tables, ours beside the paper's.")
     parser.add_argument("--results", default="results/ablation", help="OUT of tools/ablation/*.sh")
@@ -226,7 +211,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ResultsError as err:
         print(f"make_tables.py: error: {err}", file=sys.stderr)
         return 1
-    write_text_atomic(Path(args.out), text)
+    write_atomic(Path(args.out), text)
     done = sum(1 for table in TABLES for _, ours in table_rows(table, results) if ours is not None)
     total = sum(len(table_rows(table, results)) for table in TABLES)
     print(f"wrote {args.out} ({done} of {total} rows have results)")

@@ -29,6 +29,8 @@ def write_atomic(path: Union[str, os.PathLike], content: Union[str, bytes, Itera
                 f.write(content)
             else:
                 f.writelines(content)
+            f.flush()
+            os.fsync(f.fileno())
         os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
@@ -37,8 +39,8 @@ def write_atomic(path: Union[str, os.PathLike], content: Union[str, bytes, Itera
         raise
 
 
-def write_json_atomic(path: Union[str, os.PathLike], obj, indent: int = 2) -> None:
-    write_atomic(path, json.dumps(obj, indent=indent) + "\n")
+def write_json_atomic(path: Union[str, os.PathLike], obj, indent: Union[int, None] = 2, **dumps_kwargs) -> None:
+    write_atomic(path, json.dumps(obj, indent=indent, **dumps_kwargs) + ("\n" if indent is not None else ""))
 
 
 def stale_temp_files(folder: str, name: str):

@@ -1,0 +1,221 @@
+"""Per-frame time of MOTRv2 (+ memory), split by stage, and each optimisation against the plain path.
+
+    python tools/benchmark.py                                # CPU, 800x1422 and a small size
+    python tools/benchmark.py --device cuda --sizes 800x1422 --amp fp16
+    python tools/benchmark.py --upstream /path/to/MOTRv2     # + upstream's own CPU path, same input/weights
+
+Stand-in weights (shared/parity/weights.py) and a synthetic frame with 60 proposals; the first
+frame is a warm-up and tracks carry over between frames, as when tracking.  Every variant runs in
+this process on the same inputs, interleaved, so a busy machine slows them alike; ratios are
+against the "plain" path: reference (grid_sample) attention, torch.no_grad.
+"""
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from models.ms_deform_attn import MSDeformAttn  # noqa: E402
+
+STAGES = ("image loading", "backbone", "encoder", "decoder", "memory", "post-processing")
+
+
+class StageTimer:
+    """Accumulates wall time per stage by wrapping methods; synchronises CUDA at each boundary."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.times = defaultdict(float)
+        self._patched = []
+
+    def _sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    @contextlib.contextmanager
+    def stage(self, name):
+        self._sync()
+        t0 = time.perf_counter()
+        yield
+        self._sync()
+        self.times[name] += time.perf_counter() - t0
+
+    def wrap(self, obj, method: str, name: str):
+        original = getattr(obj, method)
+
+        def timed(*args, **kwargs):
+            with self.stage(name):
+                return original(*args, **kwargs)
+        setattr(obj, method, timed)
+        self._patched.append((obj, method, original))
+
+    def restore(self):
+        for obj, method, original in reversed(self._patched):
+            setattr(obj, method, original)
+        self._patched.clear()
+
+
+def build_model(memory: bool, device):
+    from main import get_args_parser
+    from models import build_model as build
+    sys.path.insert(0, str(REPO.parent / "shared" / "parity"))
+    from weights import make_state_dict
+    argv = (REPO / "configs" / "motrv2.args").read_text().split()
+    argv += ["--memory", "sparse"] if memory else ["--memory", "none"]
+    model, _, _ = build(get_args_parser().parse_args(argv))
+    model.load_state_dict(make_state_dict())
+    return model.eval().to(device)
+
+
+def make_frame(hw, n_proposals=60, seed=0):
+    """A synthetic RGB uint8 frame (as decoded from disk) and proposals."""
+    g = torch.Generator().manual_seed(seed)
+    img = (torch.rand(hw[0], hw[1], 3, generator=g) * 255).to(torch.uint8).numpy()
+    proposals = torch.cat([torch.rand(n_proposals, 2, generator=g) * 0.8 + 0.1,
+                           torch.rand(n_proposals, 2, generator=g) * 0.05 + 0.02,
+                           torch.rand(n_proposals, 1, generator=g) * 0.5 + 0.5], 1)
+    return img, proposals
+
+
+class VariantRunner:
+    """One configuration (model, attention path, grad mode, amp) tracking its own frames; variants
+    take turns frame by frame so that load on a shared machine hits them alike."""
+
+    def __init__(self, model, device, fast_attention: bool, inference_mode: bool, amp: str = "off"):
+        self.model, self.device = model, device
+        self.fast_attention, self.inference_mode, self.amp = fast_attention, inference_mode, amp
+        self.tracks = None
+        self.frames = []  # (total seconds, {stage: seconds}) per timed frame
+        model.clear()
+
+    def step(self, img, proposals, hw, timed: bool = True):
+        from datasets.sequences import image_to_input
+        from submit_dance import autocast_context
+        model = self.model
+        MSDeformAttn.implementation = "auto" if self.fast_attention else "reference"
+        timer = StageTimer(self.device)
+        timer.wrap(model.backbone, "forward", "backbone")
+        timer.wrap(model.transformer.encoder, "forward", "encoder")
+        timer.wrap(model.transformer.decoder, "forward", "decoder")
+        if model.memory is not None:
+            for m in ("blend_decoder_input", "after_forward", "update"):
+                timer.wrap(model.memory, m, "memory")
+        timer.wrap(model.track_base, "update", "post-processing")
+        timer.wrap(model.track_embed, "forward", "post-processing")
+        timer.wrap(model.post_process, "forward", "post-processing")
+        grad = torch.inference_mode() if self.inference_mode else torch.no_grad()
+        try:
+            with grad, autocast_context(self.device, self.amp):
+                t0 = time.perf_counter()
+                with timer.stage("image loading"):
+                    x = image_to_input(img, *(INPUT_RULE if hw[0] >= 800 else hw)).to(self.device)[None]
+                self.tracks = model.inference_single_image(x, hw, self.tracks, proposals.to(self.device))[
+                    "track_instances"]
+                timer._sync()
+                total = time.perf_counter() - t0
+        finally:
+            timer.restore()
+            MSDeformAttn.implementation = "auto"
+        if timed:
+            self.frames.append((total, dict(timer.times)))
+
+    def best(self):
+        """The fastest frame (least disturbed by other load): its total and per-stage seconds."""
+        total, stages = min(self.frames, key=lambda f: f[0])
+        per_stage = {k: stages.get(k, 0.0) for k in STAGES}
+        per_stage["other"] = max(0.0, total - sum(per_stage.values()))
+        return per_stage, total
+
+
+INPUT_RULE = (800, 1536)  # short side, long-side cap: submit_dance's resize
+
+
+def peak_mb(device) -> float:
+    """Peak memory so far: CUDA allocator peak, or the process's peak resident set on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    try:
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    except ImportError:
+        return float("nan")
+
+
+def run_upstream(upstream: str, hw, frame, reps: int, threads: int) -> float:
+    """Median seconds per frame of upstream MOTRv2's own code (its pure-PyTorch attention path) on the
+    same input and weights, in a subprocess (their packages share our module names)."""
+    from datasets.sequences import image_to_input
+    img, proposals = frame
+    with tempfile.TemporaryDirectory() as tmp:
+        x = image_to_input(img, *(INPUT_RULE if hw[0] >= 800 else hw))
+        torch.save({"img": x[None], "proposals": proposals}, os.path.join(tmp, "input.pt"))
+        cmd = [sys.executable, str(REPO / "tools" / "_upstream_driver.py"), upstream, os.path.join(tmp, "input.pt"),
+               str(hw[0]), str(hw[1]), str(reps), str(threads), str(REPO.parent / "shared" / "parity")]
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=upstream)
+        if out.returncode != 0:
+            raise RuntimeError(f"upstream run failed:\n{out.stderr[-2000:]}")
+        times = json.loads(out.stdout.strip().splitlines()[-1])["times"]
+    return min(times[1:])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--sizes", nargs="+", default=["800x1422", "320x576"], help="HxW of the model input")
+    parser.add_argument("--frames", type=int, default=3, help="timed frames per variant (after one warm-up); the fastest is reported")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--amp", default="off", choices=("off", "fp16", "bf16"), help="also time this AMP mode (CUDA)")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile'd backbone")
+    parser.add_argument("--upstream", default=None, help="a checkout of megvii-research/MOTRv2 to time side by side")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{args.threads} CPU threads'})"
+          f", torch {torch.__version__}")
+    plain = build_model(False, device)
+    with_memory = build_model(True, device)
+    for size in args.sizes:
+        hw = tuple(int(v) for v in size.lower().split("x"))
+        frame = make_frame(hw)
+        variants = {
+            "plain (reference attention, no_grad)": (plain, False, False, "off"),
+            "+ fast attention": (plain, True, False, "off"),
+            "+ inference_mode (= ours)": (plain, True, True, "off"),
+            "ours + TF-SASM memory": (with_memory, True, True, "off"),
+        }
+        if args.amp != "off" and device.type == "cuda":
+            variants[f"ours + amp {args.amp}"] = (plain, True, True, args.amp)
+        runners = {name: VariantRunner(model, device, fast, infer, amp)
+                   for name, (model, fast, infer, amp) in variants.items()}
+        img, proposals = frame
+        for i in range(args.frames + 1):  # frame 0 warms up
+            for runner in runners.values():
+                runner.step(img, proposals, hw, timed=i > 0)
+        results = {name: (*r.best(), peak_mb(device)) for name, r in runners.items()}
+        base = results["plain (reference attention, no_grad)"][1]
+        print(f"\n== input {hw[0]}x{hw[1]}, {args.frames} frames per variant ==")
+        print(f"{'variant':<40}" + "".join(f"{s[:10]:>11}" for s in STAGES) + f"{'other':>8}{'s/frame':>9}"
+              f"{'FPS':>7}{'vs plain':>9}{'peak MB':>9}")
+        for name, (stages, total, peak) in results.items():
+            print(f"{name:<40}" + "".join(f"{stages[s]:>11.3f}" for s in STAGES) + f"{stages['other']:>8.3f}"
+                  f"{total:>9.3f}{1 / total:>7.2f}{total / base:>8.2f}x{peak:>9.0f}")
+        ours = results["+ inference_mode (= ours)"][1]
+        mem = results["ours + TF-SASM memory"]
+        print(f"memory step: {mem[0]['memory'] * 1000:.1f} ms/frame = {100 * mem[0]['memory'] / mem[1]:.2f}% of the frame")
+        if args.upstream:
+            up = run_upstream(args.upstream, hw, frame, args.frames, args.threads)
+            print(f"upstream MOTRv2 (own CPU path): {up:.3f} s/frame; ours {ours:.3f} s/frame = {ours / up:.2f}x upstream")
+
+
+if __name__ == "__main__":
+    main()
