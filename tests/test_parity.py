@@ -100,3 +100,20 @@ def test_tfsasm_config_is_the_fixture_configuration():
         assert getattr(ours, name) == getattr(fixture, name), name
     assert {k: v for k, v in vars(ours).items() if not k.startswith(("memory", "ofs"))} == \
         {k: v for k, v in vars(fixture).items() if not k.startswith(("memory", "ofs"))}
+
+
+def test_memory_with_alpha_one_is_motrv2():
+    """--memory sparse with alpha = 1 stores features but never changes a decoder input: the tracks must
+    be MOTRv2's (the motrv2 fixture, first frames)."""
+    ref = torch.load(PARITY / "motrv2_reference.pt", weights_only=False)
+    model, _ = build_parity_model(["--memory", "sparse", "--memory_alpha", "1"])
+    model.track_embed.score_thr = ref["update_score_threshold"]
+    model.track_base = RuntimeTrackerBase(ref["score_threshold"], ref["score_threshold"], ref["miss_tolerance"])
+    tracks = None
+    for i in range(3):
+        tracks = model.inference_single_image(frame_input(ref["frames_uint8"][i]), ref["ori_img_size"], tracks,
+                                              ref["proposals"][i])["track_instances"]
+        expected = ref["per_frame_tracks"][i]
+        assert torch.equal(tracks.obj_idxes, expected["obj_idxes"])
+        assert _close(tracks.query_pos, expected["query_pos"]) and _close(tracks.boxes, expected["boxes"])
+    assert (~tracks.mem_padding_mask).any(), "the memory stored nothing: the test would prove nothing"
