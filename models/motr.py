@@ -177,6 +177,15 @@ class MOTR(nn.Module):
     def clear(self):
         self.track_base.clear()
 
+    def optimize_for_inference(self) -> "MOTR":
+        """Inference-only speed-ups that keep the outputs (to float rounding): frozen batch norms folded
+        into the backbone's convolutions, channels-last convolutions. Call after loading weights;
+        the state dict of the result differs (do not save it as a checkpoint)."""
+        if self.training:
+            raise RuntimeError("optimize_for_inference() is for eval mode: call model.eval() first")
+        self.backbone[0].optimize_for_inference()
+        return self
+
     # -- one frame through the network -------------------------------------------------------------
     def _features(self, samples: NestedTensor):
         features, pos = self.backbone(samples)

@@ -6,6 +6,7 @@ carry memory fields is run with the memory flags its `about` names, the others w
 import pytest
 import torch
 
+from models.ms_deform_attn import MSDeformAttn
 from models.motr import RuntimeTrackerBase
 from models.structures import nested_tensor_from_tensor_list
 from submit_dance import mot_lines
@@ -38,9 +39,17 @@ def run(request):
     model, _ = build_parity_model(extra)
     model.track_embed.score_thr = ref["update_score_threshold"]
     model.track_base = RuntimeTrackerBase(ref["score_threshold"], ref["score_threshold"], ref["miss_tolerance"])
-    with torch.no_grad():
-        first = model._generate_empty_tracks(ref["proposals"][0])
-        raw = model._forward_single_image(nested_tensor_from_tensor_list(frame_input(ref["frames_uint8"][0])), first)
+    # Raw outputs through the plain path (grid_sample reference attention, unfused backbone); the tracking
+    # run through what users run (fast attention, folded batch norm, channels-last).
+    MSDeformAttn.implementation = "reference"
+    try:
+        with torch.no_grad():
+            first = model._generate_empty_tracks(ref["proposals"][0])
+            raw = model._forward_single_image(nested_tensor_from_tensor_list(frame_input(ref["frames_uint8"][0])),
+                                              first)
+    finally:
+        MSDeformAttn.implementation = "auto"
+    model.optimize_for_inference()
     tracks, per_frame, lines = None, [], []
     for i, (frame, proposals) in enumerate(zip(ref["frames_uint8"], ref["proposals"])):
         tracks = model.inference_single_image(frame_input(frame), ref["ori_img_size"], tracks, proposals)[

@@ -183,18 +183,20 @@ def main(argv=None):
     print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{args.threads} CPU threads'})"
           f", torch {torch.__version__}")
     plain = build_model(False, device)
-    with_memory = build_model(True, device)
+    fused = build_model(False, device).optimize_for_inference()
+    fused_memory = build_model(True, device).optimize_for_inference()
     for size in args.sizes:
         hw = tuple(int(v) for v in size.lower().split("x"))
         frame = make_frame(hw)
         variants = {
             "plain (reference attention, no_grad)": (plain, False, False, "off"),
             "+ fast attention": (plain, True, False, "off"),
-            "+ inference_mode (= ours)": (plain, True, True, "off"),
-            "ours + TF-SASM memory": (with_memory, True, True, "off"),
+            "+ inference_mode": (plain, True, True, "off"),
+            "+ folded BN, channels-last (= ours)": (fused, True, True, "off"),
+            "ours + TF-SASM memory": (fused_memory, True, True, "off"),
         }
         if args.amp != "off" and device.type == "cuda":
-            variants[f"ours + amp {args.amp}"] = (plain, True, True, args.amp)
+            variants[f"ours + amp {args.amp}"] = (fused, True, True, args.amp)
         runners = {name: VariantRunner(model, device, fast, infer, amp)
                    for name, (model, fast, infer, amp) in variants.items()}
         img, proposals = frame
@@ -209,7 +211,7 @@ def main(argv=None):
         for name, (stages, total, peak) in results.items():
             print(f"{name:<40}" + "".join(f"{stages[s]:>11.3f}" for s in STAGES) + f"{stages['other']:>8.3f}"
                   f"{total:>9.3f}{1 / total:>7.2f}{total / base:>8.2f}x{peak:>9.0f}")
-        ours = results["+ inference_mode (= ours)"][1]
+        ours = results["+ folded BN, channels-last (= ours)"][1]
         mem = results["ours + TF-SASM memory"]
         print(f"memory step: {mem[0]['memory'] * 1000:.1f} ms/frame = {100 * mem[0]['memory'] / mem[1]:.2f}% of the frame")
         if args.upstream:
