@@ -63,14 +63,16 @@ class DeformableTransformer(nn.Module):
         for h, w in spatial_shapes[:-1]:
             level_start_index.append(level_start_index[-1] + h * w)
         valid_ratios = torch.stack([self.valid_ratio(m) for m in masks], 1)
+        # A single unpadded image (tracking) has nothing to mask: skip masking the values in every layer.
+        padding_mask = mask_flatten if bool(mask_flatten.any()) else None
 
         memory = self.encoder(src_flatten, spatial_shapes, level_start_index, valid_ratios, pos_flatten,
-                              mask_flatten)
+                              padding_mask)
         bs = memory.shape[0]
         tgt = tgt.unsqueeze(0).expand(bs, -1, -1)
         reference_points = ref_pts.unsqueeze(0).expand(bs, -1, -1)
         hs, boxes = self.decoder(tgt, reference_points, memory, spatial_shapes, level_start_index,
-                                 valid_ratios, mask_flatten, attn_mask)
+                                 valid_ratios, padding_mask, attn_mask)
         return hs, boxes, reference_points
 
 
@@ -90,7 +92,7 @@ class DeformableTransformerEncoderLayer(nn.Module):
     def forward(self, src, pos, reference_points, spatial_shapes, level_start_index, padding_mask=None):
         src2 = self.self_attn(src + pos, reference_points, src, spatial_shapes, level_start_index, padding_mask)
         src = self.norm1(src + self.dropout1(src2))
-        src2 = self.linear2(self.dropout2(F.relu(self.linear1(src))))
+        src2 = self.linear2(self.dropout2(F.relu(self.linear1(src), inplace=True)))
         return self.norm2(src + self.dropout3(src2))
 
 
@@ -158,7 +160,7 @@ class DeformableTransformerDecoderLayer(nn.Module):
         else:
             tgt = self._cross_attention(tgt, query_pos, *cross)
             tgt = self._self_attention(tgt, query_pos, attn_mask)
-        tgt2 = self.linear2(self.dropout3(F.relu(self.linear1(tgt))))
+        tgt2 = self.linear2(self.dropout3(F.relu(self.linear1(tgt), inplace=True)))
         return self.norm3(tgt + self.dropout4(tgt2))
 
 
