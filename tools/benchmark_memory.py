@@ -72,7 +72,7 @@ def time_frame(hw, n_proposals: int, device, reps: int) -> float:
     args = get_args_parser().parse_args(motrv2_argv(["--memory", "none"]))
     model, _, _ = build_model(args)
     model.load_state_dict(load_weights_module().make_state_dict())
-    model.eval().to(device)
+    model.eval().optimize_for_inference().to(device)
     img = torch.randn(1, 3, *hw, device=device)
     g = torch.Generator().manual_seed(1)
     proposals = torch.cat([torch.rand(n_proposals, 2, generator=g) * 0.8 + 0.1,
@@ -91,7 +91,7 @@ def time_frame(hw, n_proposals: int, device, reps: int) -> float:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tracks", type=int, nargs="+", default=[10, 50, 200])
+    parser.add_argument("--tracks", type=int, nargs="+", default=[10, 50, 100, 200])
     parser.add_argument("--frame_hw", type=int, nargs=2, default=[800, 1422])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
