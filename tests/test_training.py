@@ -223,3 +223,17 @@ def test_checkpoints_are_written_whole_with_periodic_copies(mot_path, tmp_path):
     state = _final_state(out)
     assert set(state) == {"model", "optimizer", "lr_scheduler", "epoch", "args"}
     assert state["args"]["hidden_dim"] == 64
+
+
+def test_shipped_small_model_fits_its_config_and_the_size_limit():
+    from pathlib import Path
+
+    from models.checkpoint import load_checkpoint
+    from models.motr import build
+    repo = Path(__file__).resolve().parents[1]
+    weights = repo / "weights" / "synthetic_small.pth"
+    assert weights.stat().st_size <= 25_000_000
+    args = get_args_parser().parse_args((repo / "configs" / "synthetic_small.args").read_text().split())
+    model, _, _ = build(args)
+    load_checkpoint(model, str(weights), strict=True)  # fp16 file into the fp32 model
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in model.parameters())
