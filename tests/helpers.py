@@ -18,6 +18,11 @@ def load_weights_module():
     return module
 
 
+# A small MOTRv2 (random weights) for end-to-end tests that need speed, not the real architecture.
+SMALL_MODEL_ARGV = ["--backbone", "resnet18", "--enc_layers", "1", "--dec_layers", "2", "--dim_feedforward", "64",
+                    "--hidden_dim", "64", "--nheads", "8"]
+
+
 def motrv2_argv(extra=()):
     return (REPO / "configs" / "motrv2.args").read_text().split() + list(extra)
 

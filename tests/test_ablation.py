@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from tests.helpers import REPO, SMALL_MODEL_ARGV
 from tools import make_tables
 
-REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO.parent / "shared" / "paper" / "TF-SASM.txt"
 ABLATION = REPO / "tools" / "ablation"
 
@@ -38,8 +38,7 @@ EXPECTED_ROWS = {
     "alpha": {f"alpha{a}": {"--memory_alpha": a} for a in ("0.25", "0.5", "0.75", "1.0")},
     "presets": {"official": {"--memory_preset": "official"}, "paper": {"--memory_preset": "paper"}},
 }
-SMALL_MODEL = ["--backbone", "resnet18", "--enc_layers", "1", "--dec_layers", "2", "--dim_feedforward", "64",
-               "--hidden_dim", "64", "--nheads", "8"]  # GroupNorm(32) needs hidden_dim % 32 == 0
+SMALL_MODEL = SMALL_MODEL_ARGV
 
 
 def run_script(script, args=(), env=None, cwd=None):

@@ -27,9 +27,9 @@ import torch
 import submit_dance
 from datasets.sequences import SequenceFrames, read_sequence
 from models.checkpoint import CheckpointError, load_checkpoint
-from tests.helpers import REPO, motrv2_argv
+from tests.helpers import REPO, SMALL_MODEL_ARGV, motrv2_argv
 
-SMALL = ["--backbone", "resnet18", "--enc_layers", "1", "--dec_layers", "2", "--dim_feedforward", "64"]
+SMALL = SMALL_MODEL_ARGV
 # A zero score threshold writes every identified track: result files are never empty.
 RUN = ["--val_width", "64", "--val_max_size", "128", "--device", "cpu", "--num_workers", "0",
        "--score_threshold", "0.0", "--update_score_threshold", "0.0", "--split", "val", "--exp_name", "run"]
@@ -389,8 +389,8 @@ def test_wrong_architecture_lists_the_mismatched_keys(base, ckpt, tmp_path):
     res = submit(base, out, ckpt, "--backbone", "resnet50")  # a resnet18 checkpoint
     assert_failed_cleanly(res, out, {}, f"checkpoint {ckpt} does not fit the model", "missing from the checkpoint",
                           "backbone.0.body.layer1.0.conv3.weight",  # bottleneck blocks have a third conv
-                          "shape mismatch", "input_proj.0.0.weight: checkpoint (256, 128, 1, 1) vs model "
-                          "(256, 512, 1, 1)")
+                          "shape mismatch", "input_proj.0.0.weight: checkpoint (64, 128, 1, 1) vs model "
+                          "(64, 512, 1, 1)")
     assert "unexpected in the checkpoint" not in res.stderr
     assert os.listdir(out / "run") == []
 

@@ -12,15 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from datasets.det_db import load_det_db, parse_det_lines
-from tests.helpers import REPO, load_weights_module, motrv2_argv
+from tests.helpers import REPO, SMALL_MODEL_ARGV, load_weights_module, motrv2_argv
 from tools.make_detdb import format_det_lines
 from tools.track_video import main, read_chunks
 from tools.visualize import draw_tracks, read_mot_file
 
 W, H, N_FRAMES, FPS = 96, 64, 6, 12.0
 DET_SIZE = ("32", "64")  # detector input (H, W), multiples of 32; small: few proposals, fast
-# hidden_dim stays 256: the decoder's positional query is 4 x 64 sine features, as upstream's.
-SMALL_MOTR = ["--backbone", "resnet18", "--enc_layers", "1", "--dec_layers", "2", "--dim_feedforward", "64"]
+SMALL_MOTR = SMALL_MODEL_ARGV
 
 
 def input_frames():
