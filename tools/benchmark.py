@@ -175,7 +175,6 @@ def main(argv=None):
     parser.add_argument("--frames", type=int, default=3, help="timed frames per variant (after one warm-up); the fastest is reported")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--amp", default="off", choices=("off", "fp16", "bf16"), help="also time this AMP mode (CUDA)")
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile'd backbone")
     parser.add_argument("--upstream", default=None, help="a checkout of megvii-research/MOTRv2 to time side by side")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
