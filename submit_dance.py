@@ -47,6 +47,7 @@ def get_submit_parser() -> argparse.ArgumentParser:
     a("--val_max_size", default=1536, type=int,
       help="long-side cap of the model input; the short side is --val_width (800), as upstream resizes")
     a("--amp", default="off", choices=("off", "fp16", "bf16"), help="mixed precision (CUDA only)")
+    a("--compile", action="store_true", help="torch.compile the backbone (one-off compile time; long runs)")
     a("--demo", action="store_true", help="run the built-in demo (synthetic data, shipped small model)")
     return parser
 
@@ -148,7 +149,7 @@ def build_tracker(args, device: torch.device):
     load_checkpoint(model, args.resume)
     model.track_embed.score_thr = args.update_score_threshold
     model.track_base = RuntimeTrackerBase(args.score_threshold, args.score_threshold, args.miss_tolerance)
-    return model.eval().optimize_for_inference().to(device)
+    return model.eval().to(device).optimize_for_inference(compile_backbone=args.compile)
 
 
 def resolve_det_db(args) -> str:

@@ -29,3 +29,21 @@ def test_folded_backbone_matches(name):
         assert before[k].shape == after[k].shape
         scale = before[k].abs().max()
         assert torch.allclose(after[k], before[k], atol=1e-5 * float(scale), rtol=1e-5), k
+
+
+def test_compiled_motr_matches():
+    """`--compile` (torch.compile of the folded backbone) keeps the model's outputs."""
+    from main import get_args_parser
+    from models import build_model
+    from tests.helpers import SMALL_MODEL_ARGV, motrv2_argv
+    torch.manual_seed(0)
+    model, _, _ = build_model(get_args_parser().parse_args(motrv2_argv(SMALL_MODEL_ARGV)))
+    model.eval()
+    x = nested_tensor_from_tensor_list([torch.randn(3, 96, 160)])
+    proposals = torch.tensor([[0.5, 0.5, 0.2, 0.4, 0.9], [0.2, 0.3, 0.1, 0.2, 0.6]])
+    with torch.inference_mode():
+        before = model._forward_single_image(x, model._generate_empty_tracks(proposals))
+        model.optimize_for_inference(compile_backbone=True)
+        after = model._forward_single_image(x, model._generate_empty_tracks(proposals))
+    for key in ("pred_logits", "pred_boxes", "hs"):
+        assert torch.allclose(after[key], before[key], atol=1e-4), key
