@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from util.device import resolve_device  # noqa: F401  (models.motr.resolve_device, as before)
+
 from .backbone import build_backbone
 from .deformable_transformer import build_deformable_transformer
 from .position_encoding import pos2posemb
@@ -311,18 +313,6 @@ class MOTR(nn.Module):
         return outputs
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU falls back to cpu with a warning."""
-    if name in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        import warnings
-        warnings.warn("--device cuda asked for, but no CUDA device is available: running on the CPU")
-        return torch.device("cpu")
-    return device
-
-
 def build(args):
     """(model, criterion, postprocessors), as upstream's `build_model(args)` returns them."""
     num_classes = {"e2e_dance": 1, "e2e_mot": 1, "e2e_joint": 1, "e2e_static_mot": 1}.get(args.dataset_file)
@@ -333,13 +323,8 @@ def build(args):
     d_model = transformer.d_model
     track_embed = build_query_interaction_layer(args, args.query_interaction_layer, d_model,
                                                 args.dim_feedforward, d_model * 2)
-    criterion = None
-    try:
-        from .criterion import build_criterion
-    except ImportError:  # inference-only installs
-        build_criterion = None
-    if build_criterion is not None:
-        criterion, _ = build_criterion(args, num_classes)
+    from .criterion import build_criterion
+    criterion, _ = build_criterion(args, num_classes)
     from .sparse_memory import SparseMemory
     memory = SparseMemory.from_args(args)
     model = MOTR(backbone, transformer, num_classes=num_classes, num_queries=args.num_queries,

@@ -6,6 +6,8 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from util.device import resolve_device
+
 from .detector import YOLOX, build_yolox, load_state_dict_strict
 from .postprocess import postprocess
 from .preprocess import DANCETRACK_TEST_SIZE, preproc
@@ -14,15 +16,6 @@ from .preprocess import DANCETRACK_TEST_SIZE, preproc
 # after NMS at IoU 0.7.
 DEFAULT_SCORE_FLOOR = 0.05
 DEFAULT_NMS_THRE = 0.7
-
-
-def resolve_device(device: Union[str, torch.device] = "auto") -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda requested but CUDA is not available")
-    return device
 
 
 def load_yolox(checkpoint: Optional[Union[str, Path]], device: Union[str, torch.device] = "auto",
