@@ -12,6 +12,7 @@ atomic result files, several GPUs with torchrun (sequences split by rank).
 import argparse
 import contextlib
 import os
+import signal
 import sys
 from typing import Iterable, List, Optional
 
@@ -194,6 +195,26 @@ def run(args) -> List[str]:
     return [os.path.join(out_dir, f"{n}.txt") for n in names]
 
 
+def _quiet_after_interrupt() -> None:
+    """Ctrl-C can land inside an object's constructor (a progress bar, a DataLoader iterator); its
+    destructor then fails during shutdown and Python prints a traceback for it. After an interrupt
+    those reports are noise: keep the one-line message only."""
+    interrupted = False
+    default_hook = sys.unraisablehook
+
+    def on_sigint(signum, frame):
+        nonlocal interrupted
+        interrupted = True
+        raise KeyboardInterrupt
+
+    def unraisable(report):
+        if not interrupted:
+            default_hook(report)
+
+    signal.signal(signal.SIGINT, on_sigint)
+    sys.unraisablehook = unraisable
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_submit_parser().parse_args(argv)
     if args.demo:
@@ -212,4 +233,5 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
+    _quiet_after_interrupt()  # process-wide hooks: only when run as a command
     sys.exit(main())
