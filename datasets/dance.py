@@ -24,12 +24,13 @@ import json
 import os
 import random
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Tuple
 
 import cv2
 import numpy as np
 import torch
 
+from datasets.det_db import load_det_db, parse_det_lines
 from datasets.transforms import FixedMotRandomShift, make_mot_transforms
 from models.structures import Instances
 
@@ -46,28 +47,6 @@ def read_image_rgb(path: str) -> np.ndarray:
         reason = "does not exist" if not os.path.exists(path) else "cannot be decoded (corrupt or not an image)"
         raise FileNotFoundError(f"image {path} {reason}")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def _parse(lines: Sequence[str], key: str) -> np.ndarray:
-    """det_db lines `x,y,w,h,score` -> `[n, 5]` float array; errors name the key and line.
-    (Local stand-in for datasets/det_db.parse_det_lines.)"""
-    out = np.zeros((len(lines), 5), dtype=np.float64)
-    for row, line in enumerate(lines):
-        fields = line.strip().split(",")
-        try:
-            if len(fields) != 5:
-                raise ValueError(f"{len(fields)} fields")
-            out[row] = [float(v) for v in fields]
-        except ValueError as err:
-            raise ValueError(f"det_db entry '{key}', line {row + 1}: expected 'x,y,w,h,score', "
-                             f"got {line.strip()!r} ({err})") from None
-    return out
-
-
-try:  # the shared reader, once it exists
-    from datasets.det_db import parse_det_lines as _parse  # noqa: F811
-except ImportError:
-    pass
 
 
 def read_mot_gt(gt_path: str) -> Dict[int, np.ndarray]:
@@ -152,8 +131,7 @@ class DetMOTDetection(torch.utils.data.Dataset):
 
         if args.det_db:
             db_path = os.path.join(self.mot_path, args.det_db)
-            with open(db_path) as f:
-                self.det_db = json.load(f)
+            self.det_db = load_det_db(db_path)
             self.det_db_path = db_path
         else:
             self.det_db = None  # no detector: clips carry empty proposals
@@ -177,7 +155,7 @@ class DetMOTDetection(torch.utils.data.Dataset):
             return np.zeros((0, 5))
         if key not in self.det_db:
             raise KeyError(f"det_db {self.det_db_path} has no entry '{key}' (detections of {where})")
-        return _parse(self.det_db[key], key)
+        return parse_det_lines(self.det_db[key], key)
 
     @staticmethod
     def _make_target(gt_xywh: np.ndarray, obj_ids: torch.Tensor, dets: np.ndarray) -> dict:
