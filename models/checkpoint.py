@@ -48,13 +48,20 @@ def drop_unused_bn_counters(model: nn.Module, state: Mapping[str, torch.Tensor])
     return {k: v for k, v in state.items() if not (k.endswith(".num_batches_tracked") and k not in expected)}
 
 
-def describe_mismatch(model: nn.Module, state: Mapping[str, torch.Tensor]) -> str:
-    """'' when `state` fits `model` exactly, else a readable list of what differs."""
+def mismatched_keys(model: nn.Module, state: Mapping[str, torch.Tensor]):
+    """(missing, unexpected, mis-shaped) keys of `state` against `model`; mis-shaped entries read
+    'name: checkpoint (shape) vs model (shape)'. All three empty when the state fits exactly."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     misshaped = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
                  for k, v in expected.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    return missing, unexpected, misshaped
+
+
+def describe_mismatch(model: nn.Module, state: Mapping[str, torch.Tensor]) -> str:
+    """'' when `state` fits `model` exactly, else a readable list of what differs."""
+    missing, unexpected, misshaped = mismatched_keys(model, state)
     if not (missing or unexpected or misshaped):
         return ""
 

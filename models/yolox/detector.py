@@ -1,8 +1,9 @@
 """YOLOX detector (backbone + head), its standard sizes and strict checkpoint loading."""
-from typing import Dict, Mapping
 
 import torch
 from torch import nn
+
+from models.checkpoint import extract_state_dict, mismatched_keys
 
 from .head import YOLOXHead
 from .network import YOLOPAFPN
@@ -39,26 +40,11 @@ def build_yolox(name: str = "yolox-x", num_classes: int = 1) -> YOLOX:
     return YOLOX(depth, width, num_classes)
 
 
-def extract_state_dict(checkpoint) -> Dict[str, torch.Tensor]:
-    """Accept a bare state dict or YOLOX's {'model': state_dict}; strip a DDP 'module.' prefix."""
-    state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, Mapping) else None
-    if not isinstance(state, Mapping):
-        raise TypeError("checkpoint must be a state dict or a dict with a 'model' state dict, "
-                        f"got {type(checkpoint).__name__}")
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
-    return dict(state)
-
-
 def load_state_dict_strict(model: nn.Module, checkpoint, source: str = "checkpoint") -> None:
     """Load every tensor; on any mismatch raise one error listing missing, unexpected and
     mis-shaped keys (torch stops at the first kind of problem and hides shapes behind it)."""
     state = extract_state_dict(checkpoint)
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    misshaped = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-                 for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    missing, unexpected, misshaped = mismatched_keys(model, state)
     if missing or unexpected or misshaped:
         lines = [f"{source} does not match the YOLOX model:"]
         for title, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
