@@ -1,12 +1,14 @@
 """Shared test utilities: where the fixtures are, and models with stand-in weights."""
 import importlib.util
+import os
 import re
 from pathlib import Path
 
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+# The shared fixtures live next to the repository (../shared); MOTR_SHARED_DIR points elsewhere.
+SHARED = Path(os.environ.get("MOTR_SHARED_DIR", REPO.parent / "shared"))
 PARITY = SHARED / "parity"
 
 

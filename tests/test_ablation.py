@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from tests.helpers import REPO, SMALL_MODEL_ARGV
+from tests.helpers import REPO, SHARED, SMALL_MODEL_ARGV
 from tools import make_tables
 
-PAPER = REPO.parent / "shared" / "paper" / "TF-SASM.txt"
+PAPER = SHARED / "paper" / "TF-SASM.txt"
 ABLATION = REPO / "tools" / "ablation"
 
 SCRIPTS = {"table2": "table2_modules.sh", "table3": "table3_density.sh", "table4": "table4_ofs.sh",

@@ -18,7 +18,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from tools.evaluate import METRIC_KEYS, EvaluationInputError, evaluate, main  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+from tests.helpers import SHARED  # noqa: E402
 TUD_DIR = SHARED / "data" / "tud_campus"
 
 # A numpy-2 incompatibility inside trackeval would first show up as a DeprecationWarning.

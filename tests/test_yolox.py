@@ -14,7 +14,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 REPO = Path(__file__).resolve().parents[1]
-PARITY = Path(__file__).resolve().parents[2] / "shared" / "parity"
+from tests.helpers import PARITY  # noqa: E402
 sys.path.insert(0, str(REPO))
 
 from models.yolox import (RGB_MEAN, RGB_STD, build_yolox, detect_frames, load_state_dict_strict,  # noqa: E402

@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from models.ms_deform_attn import MSDeformAttn  # noqa: E402
+from tests.helpers import PARITY  # noqa: E402
 
 STAGES = ("image loading", "backbone", "encoder", "decoder", "memory", "post-processing")
 
@@ -68,7 +69,7 @@ class StageTimer:
 def build_model(memory: bool, device):
     from main import get_args_parser
     from models import build_model as build
-    sys.path.insert(0, str(REPO.parent / "shared" / "parity"))
+    sys.path.insert(0, str(PARITY))
     from weights import make_state_dict
     argv = (REPO / "configs" / "motrv2.args").read_text().split()
     argv += ["--memory", "sparse"] if memory else ["--memory", "none"]
@@ -160,7 +161,7 @@ def run_upstream(upstream: str, hw, frame, reps: int, threads: int) -> float:
         x = image_to_input(img, *(INPUT_RULE if hw[0] >= 800 else hw))
         torch.save({"img": x[None], "proposals": proposals}, os.path.join(tmp, "input.pt"))
         cmd = [sys.executable, str(REPO / "tools" / "_upstream_driver.py"), upstream, os.path.join(tmp, "input.pt"),
-               str(hw[0]), str(hw[1]), str(reps), str(threads), str(REPO.parent / "shared" / "parity")]
+               str(hw[0]), str(hw[1]), str(reps), str(threads), str(PARITY)]
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=upstream)
         if out.returncode != 0:
             raise RuntimeError(f"upstream run failed:\n{out.stderr[-2000:]}")
