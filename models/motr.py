@@ -133,7 +133,9 @@ class MOTR(nn.Module):
         for head in self.bbox_embed:
             nn.init.constant_(head.layers[-1].weight, 0)
             nn.init.constant_(head.layers[-1].bias, 0)
-        nn.init.constant_(self.bbox_embed[0].layers[-1].bias[2:], -2.0)
+        # Deformable DETR starts its first box head at w, h = sigmoid(-2) because its references
+        # are points. MOTRv2's references are whole proposal boxes, so a zero update (keep the
+        # proposal) is the natural start; released checkpoints overwrite this either way.
         for proj in self.input_proj:
             nn.init.xavier_uniform_(proj[0].weight, gain=1)
             nn.init.constant_(proj[0].bias, 0)

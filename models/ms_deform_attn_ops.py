@@ -250,7 +250,9 @@ def _build_triton_kernel():
     import triton
     import triton.language as tl
 
-    @triton.jit
+    # head_dim is not specialised: Triton 3.6 fails to compile this kernel ("PassManager::run failed"
+    # in TritonGPURemoveLayoutConversions) when it knows the head dim is a multiple of 16.
+    @triton.jit(do_not_specialize=["head_dim"])
     def msda_forward_kernel(value_ptr, levels_ptr, loc_ptr, attn_ptr, out_ptr,
                             n_tokens, n_queries, n_heads, head_dim,
                             N_LEVELS: tl.constexpr, N_POINTS: tl.constexpr,

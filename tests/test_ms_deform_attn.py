@@ -237,8 +237,11 @@ def test_triton_kernel_compiles_for_h100(dtype):
     signature = {"value_ptr": dtype, "levels_ptr": "*i32", "loc_ptr": dtype, "attn_ptr": dtype, "out_ptr": dtype,
                  "n_tokens": "i32", "n_queries": "i32", "n_heads": "i32", "head_dim": "i32",
                  "N_LEVELS": "constexpr", "N_POINTS": "constexpr", "BLOCK_Q": "constexpr", "BLOCK_D": "constexpr"}
+    # what a launch specialises: 16-byte aligned pointers, integer arguments that are multiples of 16
+    # (head_dim is exempt, see the kernel)
+    attrs = {(i,): [["tt.divisibility", 16]] for i in range(8)}
     source = ASTSource(fn=ops._build_triton_kernel(), signature=signature,
-                       constexprs={"N_LEVELS": 4, "N_POINTS": 4, "BLOCK_Q": 64, "BLOCK_D": 32})
+                       constexprs={"N_LEVELS": 4, "N_POINTS": 4, "BLOCK_Q": 64, "BLOCK_D": 32}, attrs=attrs)
     compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32))
     assert "msda_forward_kernel" in compiled.asm["ptx"]
     assert len(compiled.asm["cubin"]) > 1000
