@@ -237,3 +237,19 @@ def test_shipped_small_model_fits_its_config_and_the_size_limit():
     model, _, _ = build(args)
     load_checkpoint(model, str(weights), strict=True)  # fp16 file into the fp32 model
     assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_untrained_model_keeps_the_proposal_boxes(mot_path):
+    """A fresh model's box heads start at a zero update, so every decoder layer returns each proposal's
+    box unchanged (MOTRv2's proposals are whole boxes; Deformable DETR's w, h = sigmoid(-2) start
+    would shrink them and the first layer's bias would have to unlearn it)."""
+    from models.structures import nested_tensor_from_tensor_list
+    model, _ = build_tiny(tiny_args(mot_path))
+    model.eval()
+    proposals = torch.tensor([[0.3, 0.4, 0.1, 0.3, 0.9], [0.7, 0.6, 0.2, 0.25, 0.6]])
+    with torch.no_grad():
+        tracks = model._generate_empty_tracks(proposals)
+        out = model._forward_single_image(nested_tensor_from_tensor_list(torch.rand(1, 3, 64, 96)), tracks)
+    n_learned = len(tracks) - len(proposals)
+    for boxes in (out["first_layer_boxes"], out["pred_boxes"]):
+        assert torch.allclose(boxes[0, n_learned:], proposals[:, :4], atol=1e-6)
