@@ -299,6 +299,10 @@ def train(args) -> Dict[str, float]:
         if is_main_process():
             print(f"resumed from {args.resume}: starting at epoch {start_epoch}")
 
+    # A frozen backbone (--lr_backbone 0) is a fixed function: run a folded copy of it (after loading).
+    if model_without_ddp.backbone[0].use_folded_copy_if_frozen() and is_main_process():
+        print("backbone frozen: running a batch-norm-folded copy of it")
+
     if is_dist():
         # Proposal/track queries vary per frame, so some parameters (e.g. the QIM on a frame
         # without tracks) may get no gradient in a step.

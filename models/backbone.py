@@ -1,4 +1,5 @@
 """ResNet backbone with frozen batch norm, returning multi-scale feature maps with masks."""
+import copy
 from typing import Dict, List
 
 import torch
@@ -85,12 +86,30 @@ class Backbone(nn.Module):
         self.channels_last = True
         return folded
 
+    @torch.no_grad()
+    def use_folded_copy_if_frozen(self) -> bool:
+        """Training with no backbone weight trained (`--lr_backbone 0`): run a batch-norm-folded,
+        channels-last copy of the body (optimize_for_inference's features, to float rounding; about
+        twice as fast on a CPU) while the module and its state dict stay as they are. Call after the
+        weights are loaded and the model is on its device. Returns whether the copy is in use."""
+        self.__dict__.pop("_folded_body", None)
+        if any(p.requires_grad for p in self.body.parameters()):
+            return False
+        fast = copy.deepcopy(self)
+        fast.optimize_for_inference()
+        # Not a registered submodule: it must not appear in the state dict or the optimizer.
+        self.__dict__["_folded_body"] = fast.body
+        return True
+
     def forward(self, tensor_list: NestedTensor) -> Dict[str, NestedTensor]:
         out = {}
         x = tensor_list.tensors
-        if self.channels_last:
+        body = self.__dict__.get("_folded_body")
+        if body is None:
+            body = self.body
+        if self.channels_last or body is not self.body:
             x = x.contiguous(memory_format=torch.channels_last)
-        for name, x in self.body(x).items():
+        for name, x in body(x).items():
             mask = F.interpolate(tensor_list.mask[None].float(), size=x.shape[-2:]).to(torch.bool)[0]
             out[name] = NestedTensor(x, mask)
         return out

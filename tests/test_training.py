@@ -253,3 +253,25 @@ def test_untrained_model_keeps_the_proposal_boxes(mot_path):
     n_learned = len(tracks) - len(proposals)
     for boxes in (out["first_layer_boxes"], out["pred_boxes"]):
         assert torch.allclose(boxes[0, n_learned:], proposals[:, :4], atol=1e-6)
+
+
+def test_frozen_backbone_runs_a_folded_copy_with_the_same_features(mot_path):
+    from models.structures import nested_tensor_from_tensor_list
+    model, _ = build_tiny(tiny_args(mot_path, "--lr_backbone", 0))
+    backbone = model.backbone[0]
+    with torch.no_grad():  # non-trivial batch-norm statistics, so folding changes the weights
+        for module in backbone.modules():
+            if type(module).__name__ == "FrozenBatchNorm2d":
+                module.running_var.uniform_(0.5, 2.0)
+                module.bias.normal_()
+    keys = list(model.state_dict())
+    image = nested_tensor_from_tensor_list(torch.rand(1, 3, 64, 96))
+    before = {k: v.tensors for k, v in backbone(image).items()}
+    assert backbone.use_folded_copy_if_frozen()
+    after = {k: v.tensors for k, v in backbone(image).items()}
+    assert before.keys() == after.keys()
+    for k in before:
+        assert torch.allclose(before[k], after[k], rtol=1e-4, atol=1e-4)
+    assert list(model.state_dict()) == keys  # the checkpoint format is unchanged
+    trained, _ = build_tiny(tiny_args(mot_path, "--lr_backbone", 1e-5))
+    assert not trained.backbone[0].use_folded_copy_if_frozen()  # a trained backbone is left alone
