@@ -1,0 +1,34 @@
+"""`python submit_dance.py --demo`, end to end, as the README's first command runs it."""
+import json
+import os
+import subprocess
+import sys
+
+from tests.helpers import REPO
+
+VARIANTS = ("MOTRv2", "MOTRv2 + TF-SASM")
+METRICS = ("HOTA", "DetA", "AssA", "MOTA", "IDF1")
+
+
+def test_demo_tracks_evaluates_and_writes_its_outputs(tmp_path):
+    env = dict(os.environ, MOTR_DEMO_DATA=str(tmp_path / "data"), MOTR_DEMO_OUT=str(tmp_path / "out"))
+    proc = subprocess.run([sys.executable, "submit_dance.py", "--demo", "--device", "cpu"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "out"
+    results = json.loads((out / "results.json").read_text())
+    assert sorted(results) == sorted(VARIANTS)
+    for name in VARIANTS:
+        row = results[name]
+        assert sorted(row) == sorted(METRICS)
+        assert all(0 <= row[m] <= 100 for m in ("HOTA", "DetA", "AssA", "IDF1")) and row["MOTA"] <= 100
+        # a working model on this data is far from a broken one (which scores near 0)
+        assert row["HOTA"] > 30, row
+        # the printed table is the one written
+        line = next(ln for ln in proc.stdout.splitlines() if ln[:20].rstrip() == name)
+        printed = [float(v) for v in line[20:].split()]
+        assert all(abs(p - row[m]) <= 0.006 for p, m in zip(printed, METRICS, strict=True))
+    assert (out / "metrics.png").stat().st_size > 1000
+    videos = list(out.glob("*_tracked.mp4"))
+    assert len(videos) == 1 and videos[0].stat().st_size > 1000
+    assert (tmp_path / "data" / "DanceTrack" / "val").is_dir()
