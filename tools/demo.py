@@ -17,8 +17,8 @@ DATA = Path(os.environ.get("MOTR_DEMO_DATA", REPO / "data" / "synthetic"))
 OUT = Path(os.environ.get("MOTR_DEMO_OUT", REPO / "outputs" / "demo"))
 METRICS = ("HOTA", "DetA", "AssA", "MOTA", "IDF1")
 # A track ends after 5 missed frames (default 20): the small model's lost tracks drift onto
-# background. On a held-out tuning split that scored the same as the default for these weights
-# (HOTA 45.0 vs 45.1) and far higher for a longer-trained run (36.8 vs 29.1); weights/README.md.
+# background. On a held-out tuning split that scored about the same as the default for these
+# weights (HOTA 49.6 vs 50.0) and far higher for another run (36.8 vs 29.1); weights/README.md.
 TRACK_FLAGS = ["--miss_tolerance", "5"]
 VARIANTS = {"MOTRv2": ["--memory", "none"] + TRACK_FLAGS,
             "MOTRv2 + TF-SASM": ["--memory", "sparse", "--memory_preset", "official"] + TRACK_FLAGS}
