@@ -226,11 +226,9 @@ def test_checkpoints_are_written_whole_with_periodic_copies(mot_path, tmp_path):
 
 
 def test_shipped_small_model_fits_its_config_and_the_size_limit():
-    from pathlib import Path
-
     from models.checkpoint import load_checkpoint
     from models.motr import build
-    repo = Path(__file__).resolve().parents[1]
+    from tests.helpers import REPO as repo
     weights = repo / "weights" / "synthetic_small.pth"
     assert weights.stat().st_size <= 25_000_000
     args = get_args_parser().parse_args((repo / "configs" / "synthetic_small.args").read_text().split())
