@@ -345,14 +345,29 @@ def train(args) -> Dict[str, float]:
     return stats
 
 
-def export_model_weights(checkpoint_path: str, out_path: str, half: bool = True) -> int:
-    """Write the model weights of a training checkpoint alone ({'model': state_dict}), floating
+def export_model_weights(checkpoint_paths, out_path: str, half: bool = True) -> int:
+    """Write the model weights of one training checkpoint, or the mean of several (say the last
+    epochs of one run: steadier than any single epoch), alone as {'model': state_dict}; floating
     tensors in fp16 when `half` (load_checkpoint casts them back into the fp32 model on load).
-    Returns the file size in bytes."""
-    from models.checkpoint import extract_state_dict, read_checkpoint
-    state = extract_state_dict(read_checkpoint(checkpoint_path))
-    if half:
-        state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+    Integer tensors (batch-norm counters) are taken from the first checkpoint. Returns the file size
+    in bytes."""
+    from models.checkpoint import CheckpointError, extract_state_dict, read_checkpoint
+    paths = [checkpoint_paths] if isinstance(checkpoint_paths, (str, os.PathLike)) else list(checkpoint_paths)
+    if not paths:
+        raise ValueError("export_model_weights needs at least one checkpoint")
+    states = [extract_state_dict(read_checkpoint(str(p))) for p in paths]
+    for path, other in zip(paths[1:], states[1:]):
+        if other.keys() != states[0].keys():
+            raise CheckpointError(
+                f"{path} and {paths[0]} hold different weights: only in {path}: "
+                f"{sorted(other.keys() - states[0].keys())}, only in {paths[0]}: "
+                f"{sorted(states[0].keys() - other.keys())}")
+    state = {}
+    for key, value in states[0].items():
+        if value.is_floating_point():
+            value = torch.stack([s[key].float() for s in states]).mean(0) if len(states) > 1 else value
+            value = value.half() if half else value
+        state[key] = value
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     save_atomic({"model": state}, out_path)

@@ -214,6 +214,24 @@ def test_resume_takes_the_lr_drop_from_the_flags_and_fp16_weights_load(tmp_path)
     assert target.weight.dtype == torch.float32 and target.weight.item() == 0.3330078125
 
 
+def test_exported_weights_can_average_several_checkpoints(tmp_path):
+    from models.checkpoint import CheckpointError
+    paths = []
+    for i, value in enumerate((0.25, 0.5, 1.5)):
+        model = _StubModel()
+        with torch.no_grad():
+            model.weight.fill_(value)
+        paths.append(tmp_path / f"checkpoint{i}.pth")
+        engine.save_atomic({"model": model.state_dict(), "epoch": i}, paths[-1])
+    engine.export_model_weights(paths, tmp_path / "mean.pth", half=False)
+    mean = torch.load(tmp_path / "mean.pth", weights_only=True)["model"]
+    assert mean["weight"].dtype == torch.float32 and mean["weight"].item() == pytest.approx(0.75)
+    engine.save_atomic({"model": {"other": torch.zeros(1)}}, tmp_path / "odd.pth")
+    with pytest.raises(CheckpointError, match=r"odd.pth.*only in .*odd.pth: \['other'\]"):
+        engine.export_model_weights([paths[0], tmp_path / "odd.pth"], tmp_path / "bad.pth")
+    assert not (tmp_path / "bad.pth").exists()
+
+
 def test_checkpoints_are_written_whole_with_periodic_copies(mot_path, tmp_path):
     out = tmp_path / "run"
     engine.train(tiny_args(mot_path, "--epochs", 2, "--save_period", 2, "--output_dir", out,
