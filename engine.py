@@ -347,7 +347,7 @@ def train(args) -> Dict[str, float]:
 
 def export_model_weights(checkpoint_paths, out_path: str, half: bool = True) -> int:
     """Write the model weights of one training checkpoint, or the mean of several (say the last
-    epochs of one run: steadier than any single epoch), alone as {'model': state_dict}; floating
+    epochs of one run), alone as {'model': state_dict}; floating
     tensors in fp16 when `half` (load_checkpoint casts them back into the fp32 model on load).
     Integer tensors (batch-norm counters) are taken from the first checkpoint. Returns the file size
     in bytes."""
