@@ -39,6 +39,9 @@ def get_submit_parser() -> argparse.ArgumentParser:
     a("--score_threshold", default=0.5, type=float, help="score for a new track and for writing a box")
     a("--update_score_threshold", default=0.5, type=float, help="score for QIM to update a track's query")
     a("--miss_tolerance", default=20, type=int, help="frames a track may be missed before it ends")
+    a("--track_nms_iou", default=None, type=float,
+      help="suppress the lower-scoring of two reported boxes overlapping by more than this IoU "
+           "(counted as a miss); default: off, as upstream MOTRv2")
     a("--area_threshold", default=100, type=float, help="boxes of at most this many pixels are not written")
     a("--split", default="val", choices=("train", "val", "test"), help="DanceTrack split under --mot_path")
     a("--seqs", nargs="+", default=None, help="track only these sequences")
@@ -149,7 +152,8 @@ def build_tracker(args, device: torch.device):
         raise CheckpointError("no checkpoint given: pass --resume motrv2_dancetrack.pth (or run --demo)")
     load_checkpoint(model, args.resume)
     model.track_embed.score_thr = args.update_score_threshold
-    model.track_base = RuntimeTrackerBase(args.score_threshold, args.score_threshold, args.miss_tolerance)
+    model.track_base = RuntimeTrackerBase(args.score_threshold, args.score_threshold, args.miss_tolerance,
+                                          nms_iou=args.track_nms_iou)
     return model.eval().to(device).optimize_for_inference(compile_backbone=args.compile)
 
 
@@ -216,7 +220,10 @@ def _quiet_after_interrupt() -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = get_submit_parser().parse_args(argv)
+    parser = get_submit_parser()
+    args = parser.parse_args(argv)
+    if args.track_nms_iou is not None and not 0.0 < args.track_nms_iou <= 1.0:
+        parser.error(f"--track_nms_iou {args.track_nms_iou}: an IoU in (0, 1]")
     if args.demo:
         from tools.demo import run_demo
         return run_demo(args)

@@ -12,6 +12,7 @@ from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -40,18 +41,49 @@ class MLP(nn.Module):
 
 class RuntimeTrackerBase:
     """Track ids at inference: a new id for a new query scoring >= `score_thresh`; a track scoring
-    below `filter_score_thresh` for `miss_tolerance` consecutive frames loses its id."""
+    below `filter_score_thresh` for `miss_tolerance` consecutive frames loses its id.
 
-    def __init__(self, score_thresh: float = 0.6, filter_score_thresh: float = 0.5, miss_tolerance: int = 10):
+    `nms_iou` (None: off, as upstream) adds non-maximum suppression among the boxes this frame
+    would report (tracks with an id scoring >= `filter_score_thresh`, and new queries scoring >=
+    `score_thresh`): of two such boxes overlapping by more than `nms_iou`, the lower-scoring one is
+    treated as missed this frame (its score is set to 0: no box written, no new id, no QIM update,
+    and its miss count goes up). It stops a track that has lost its object from riding on an
+    object another track already follows, which a small, briefly trained model does often.
+    """
+
+    def __init__(self, score_thresh: float = 0.6, filter_score_thresh: float = 0.5, miss_tolerance: int = 10,
+                 nms_iou: Optional[float] = None):
+        if nms_iou is not None and not 0.0 < nms_iou <= 1.0:
+            raise ValueError(f"nms_iou must be in (0, 1] (or None for no suppression), got {nms_iou}")
         self.score_thresh = score_thresh
         self.filter_score_thresh = filter_score_thresh
         self.miss_tolerance = miss_tolerance
+        self.nms_iou = nms_iou
         self.max_obj_id = 0
 
     def clear(self):
         self.max_obj_id = 0
 
+    def suppress_overlaps(self, tracks: Instances) -> None:
+        """Zero the score of every reported box that a higher-scoring reported box overlaps by more
+        than `nms_iou` (greedy NMS, as torchvision.ops.nms)."""
+        reported = ((tracks.obj_idxes >= 0) & (tracks.scores >= self.filter_score_thresh)) | (
+            (tracks.obj_idxes < 0) & (tracks.scores >= self.score_thresh))
+        candidates = torch.nonzero(reported).flatten()
+        if len(candidates) < 2:
+            return
+        boxes = box_cxcywh_to_xyxy(tracks.pred_boxes[candidates]).float()
+        kept = torchvision.ops.nms(boxes, tracks.scores[candidates].float(), self.nms_iou)
+        suppressed = torch.ones(len(candidates), dtype=torch.bool, device=candidates.device)
+        suppressed[kept] = False
+        gone = candidates[suppressed]
+        tracks.scores[gone] = 0.0
+        # The post-processing recomputes scores from the logits: lower those too, so the box is not written.
+        tracks.pred_logits[gone] = torch.finfo(tracks.pred_logits.dtype).min
+
     def update(self, tracks: Instances) -> None:
+        if self.nms_iou is not None:
+            self.suppress_overlaps(tracks)
         tracks.disappear_time[tracks.scores >= self.score_thresh] = 0
         new_obj = (tracks.obj_idxes == -1) & (tracks.scores >= self.score_thresh)
         missing = (tracks.obj_idxes >= 0) & (tracks.scores < self.filter_score_thresh)
