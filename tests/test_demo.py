@@ -22,8 +22,9 @@ def test_demo_tracks_evaluates_and_writes_its_outputs(tmp_path):
         row = results[name]
         assert sorted(row) == sorted(METRICS)
         assert all(0 <= row[m] <= 100 for m in ("HOTA", "DetA", "AssA", "IDF1")) and row["MOTA"] <= 100
-        # a working model on this data is far from a broken one (which scores near 0)
-        assert row["HOTA"] > 30, row
+        # The shipped weights score 60.9 / 63.2 here (weights/README.md); the floor leaves room for
+        # float differences between machines but catches a model or tracker that got worse.
+        assert row["HOTA"] >= 58, row
         # the printed table is the one written
         line = next(ln for ln in proc.stdout.splitlines() if ln[:20].rstrip() == name)
         printed = [float(v) for v in line[20:].split()]
