@@ -33,13 +33,21 @@ from util.fileio import stale_temp_files, write_atomic
 MOT_LINE = "{frame},{id},{x1:.2f},{y1:.2f},{w:.2f},{h:.2f},1,-1,-1,-1\n"
 
 
+def _iou_threshold(text: str) -> float:
+    """argparse type for an IoU threshold in (0, 1]; every parser built on get_submit_parser checks it."""
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text}: an IoU in (0, 1]")
+    return value
+
+
 def get_submit_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser("MOTRv2 tracking on DanceTrack-format data", parents=[get_args_parser()])
     a = parser.add_argument
     a("--score_threshold", default=0.5, type=float, help="score for a new track and for writing a box")
     a("--update_score_threshold", default=0.5, type=float, help="score for QIM to update a track's query")
     a("--miss_tolerance", default=20, type=int, help="frames a track may be missed before it ends")
-    a("--track_nms_iou", default=None, type=float,
+    a("--track_nms_iou", default=None, type=_iou_threshold,
       help="suppress the lower-scoring of two reported boxes overlapping by more than this IoU "
            "(counted as a miss); default: off, as upstream MOTRv2")
     a("--area_threshold", default=100, type=float, help="boxes of at most this many pixels are not written")
@@ -220,10 +228,7 @@ def _quiet_after_interrupt() -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = get_submit_parser()
-    args = parser.parse_args(argv)
-    if args.track_nms_iou is not None and not 0.0 < args.track_nms_iou <= 1.0:
-        parser.error(f"--track_nms_iou {args.track_nms_iou}: an IoU in (0, 1]")
+    args = get_submit_parser().parse_args(argv)
     if args.demo:
         from tools.demo import run_demo
         return run_demo(args)

@@ -18,10 +18,6 @@ def make_tracks(boxes, scores, obj_idxes):
     return tracks
 
 
-def clone(tracks):
-    return make_tracks(tracks.pred_boxes.tolist(), tracks.scores.tolist(), tracks.obj_idxes.tolist())
-
-
 def reported(base, tracks):
     return ((tracks.obj_idxes >= 0) & (tracks.scores >= base.filter_score_thresh)) | (
         (tracks.obj_idxes < 0) & (tracks.scores >= base.score_thresh))
@@ -95,3 +91,12 @@ def test_without_nms_update_is_upstreams():
 def test_bad_nms_iou_is_refused(bad):
     with pytest.raises(ValueError, match="nms_iou"):
         RuntimeTrackerBase(0.5, 0.5, 5, nms_iou=bad)
+
+
+@pytest.mark.parametrize("bad", ["0", "1.5", "-0.2"])
+def test_bad_track_nms_iou_is_refused_at_the_command_line(bad, capsys):
+    from submit_dance import get_submit_parser
+    with pytest.raises(SystemExit):
+        get_submit_parser().parse_args(["--track_nms_iou", bad])
+    assert "--track_nms_iou" in capsys.readouterr().err
+    assert get_submit_parser().parse_args(["--track_nms_iou", "0.9"]).track_nms_iou == 0.9
