@@ -85,3 +85,9 @@ def proposals_from_detections(dets: np.ndarray, im_w: int, im_h: int) -> torch.T
 def format_det_line(x: float, y: float, w: float, h: float, score: float) -> str:
     """One det_db line, as MOTRv2's make_detdb.py writes it."""
     return f"{x},{y},{w},{h},{score}\n"
+
+
+def format_det_lines(dets: np.ndarray) -> List[str]:
+    """[n, 5] x, y, w, h, score (already sorted) -> det_db lines, rounded as MOTRv2's det_db is
+    (1 decimal, score 2), so tracking from a saved det_db repeats tracking from the detector."""
+    return [f"{x:.1f},{y:.1f},{w:.1f},{h:.1f},{s:.2f}\n" for x, y, w, h, s in np.asarray(dets).tolist()]

@@ -1,28 +1,31 @@
-"""MOTR(v2): end-to-end tracking by queries.
+"""MOTR(v2), the network: image -> backbone + encoder features; features + queries -> decoder outputs.
 
 Per frame, the decoder takes three kinds of queries as one `Instances`: the learned detect
 queries, one query per YOLOX proposal (box as reference point, score as content), and the
-queries of the tracks alive from the previous frame.  The runtime tracker gives ids to confident
-new queries and retires tracks missing for too long; QIM turns the kept tracks into next
-frame's queries.  The optional sparse memory (TF-SASM) blends a track's stored features into
-its decoder input and decides, after ids are given, which features to store.
+queries of the tracks alive from the previous frame.  Everything per frame and per sequence
+around the network (ids, track NMS, the memory, QIM's call, scores and pixel boxes) is the
+tracker's: `models/tracker.py`.  Training runs its own clip loop here (`forward`), with the matcher.
+
+Upstream's API is kept: `model.inference_single_image(img, ori_img_size, tracks, proposals)` is
+one tracker step with `model.track_base` (ids) and `model.track_embed.score_thr` (update threshold)
+as its policy, and `model.memory` (built from the flags) as its memory.
 """
 import math
 from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from util.device import resolve_device  # noqa: F401  (models.motr.resolve_device, as before)
 
 from .backbone import build_backbone
-from .deformable_transformer import build_deformable_transformer
+from .deformable_transformer import EncodedFeatures, build_deformable_transformer
 from .position_encoding import pos2posemb
 from .qim import build_query_interaction_layer
-from .structures import (Instances, NestedTensor, box_cxcywh_to_xyxy, nested_tensor_from_tensor_list)
+from .structures import Instances, NestedTensor, nested_tensor_from_tensor_list
+from .tracker import RuntimeTrackerBase, frame_step  # models.motr.RuntimeTrackerBase, as upstream
 
 
 class MLP(nn.Module):
@@ -37,80 +40,6 @@ class MLP(nn.Module):
         for layer in self.layers[:-1]:
             x = F.relu(layer(x))
         return self.layers[-1](x)
-
-
-class RuntimeTrackerBase:
-    """Track ids at inference: a new id for a new query scoring >= `score_thresh`; a track scoring
-    below `filter_score_thresh` for `miss_tolerance` consecutive frames loses its id.
-
-    `nms_iou` (None: off, as upstream) adds non-maximum suppression among the boxes this frame
-    would report (tracks with an id scoring >= `filter_score_thresh`, and new queries scoring >=
-    `score_thresh`): of two such boxes overlapping by more than `nms_iou`, the lower-scoring one is
-    treated as missed this frame (its score is set to 0: no box written, no new id, no QIM update,
-    and its miss count goes up). It stops a track that has lost its object from riding on an
-    object another track already follows, which a small, briefly trained model does often.
-    """
-
-    def __init__(self, score_thresh: float = 0.6, filter_score_thresh: float = 0.5, miss_tolerance: int = 10,
-                 nms_iou: Optional[float] = None):
-        if nms_iou is not None and not 0.0 < nms_iou <= 1.0:
-            raise ValueError(f"nms_iou must be in (0, 1] (or None for no suppression), got {nms_iou}")
-        self.score_thresh = score_thresh
-        self.filter_score_thresh = filter_score_thresh
-        self.miss_tolerance = miss_tolerance
-        self.nms_iou = nms_iou
-        self.max_obj_id = 0
-
-    def clear(self):
-        self.max_obj_id = 0
-
-    def suppress_overlaps(self, tracks: Instances) -> None:
-        """Zero the score of every reported box that a higher-scoring reported box overlaps by more
-        than `nms_iou` (greedy NMS, as torchvision.ops.nms)."""
-        reported = ((tracks.obj_idxes >= 0) & (tracks.scores >= self.filter_score_thresh)) | (
-            (tracks.obj_idxes < 0) & (tracks.scores >= self.score_thresh))
-        candidates = torch.nonzero(reported).flatten()
-        if len(candidates) < 2:
-            return
-        boxes = box_cxcywh_to_xyxy(tracks.pred_boxes[candidates]).float()
-        kept = torchvision.ops.nms(boxes, tracks.scores[candidates].float(), self.nms_iou)
-        suppressed = torch.ones(len(candidates), dtype=torch.bool, device=candidates.device)
-        suppressed[kept] = False
-        gone = candidates[suppressed]
-        tracks.scores[gone] = 0.0
-        # The post-processing recomputes scores from the logits: lower those too, so the box is not written.
-        tracks.pred_logits[gone] = torch.finfo(tracks.pred_logits.dtype).min
-
-    def update(self, tracks: Instances) -> None:
-        if self.nms_iou is not None:
-            self.suppress_overlaps(tracks)
-        tracks.disappear_time[tracks.scores >= self.score_thresh] = 0
-        new_obj = (tracks.obj_idxes == -1) & (tracks.scores >= self.score_thresh)
-        missing = (tracks.obj_idxes >= 0) & (tracks.scores < self.filter_score_thresh)
-        num_new = int(new_obj.sum())
-        tracks.obj_idxes[new_obj] = self.max_obj_id + torch.arange(num_new, device=tracks.obj_idxes.device)
-        self.max_obj_id += num_new
-        tracks.disappear_time[missing] += 1
-        tracks.obj_idxes[missing & (tracks.disappear_time >= self.miss_tolerance)] = -1
-
-
-class TrackerPostProcess(nn.Module):
-    """Scores and pixel xyxy boxes (`scores`, `boxes`, `labels`) from the raw predictions."""
-
-    @torch.no_grad()
-    def forward(self, tracks: Instances, target_size) -> Instances:
-        img_h, img_w = target_size
-        scores = tracks.pred_logits[..., 0].sigmoid()
-        scale = torch.tensor([img_w, img_h, img_w, img_h], dtype=tracks.pred_boxes.dtype,
-                             device=tracks.pred_boxes.device)
-        tracks.boxes = box_cxcywh_to_xyxy(tracks.pred_boxes) * scale[None, :]
-        tracks.scores = scores
-        tracks.labels = torch.zeros_like(scores)
-        return tracks
-
-
-# Fields the post-processing adds; they are dropped before the next frame's concatenation.
-_OUTPUT_ONLY_FIELDS = ("boxes", "labels")
 
 
 class MOTR(nn.Module):
@@ -140,7 +69,6 @@ class MOTR(nn.Module):
         self.backbone = backbone
         self.aux_loss = aux_loss
         self.transformer.decoder.bbox_embed = self.bbox_embed
-        self.post_process = TrackerPostProcess()
         self.track_base = RuntimeTrackerBase()
         # Not a registered submodule: it holds no weights and must not appear in the state dict.
         self.__dict__["criterion"] = criterion
@@ -197,20 +125,10 @@ class MOTR(nn.Module):
         tracks.track_scores = torch.zeros((n,), dtype=torch.float, device=device)
         tracks.pred_boxes = torch.zeros((n, 4), dtype=torch.float, device=device)
         tracks.pred_logits = torch.zeros((n, self.num_classes), dtype=torch.float, device=device)
-        if self.memory is not None:
-            self.memory.init_fields(tracks, d_model)
         return tracks
 
-    def _queries_for_frame(self, proposals, tracks: Optional[Instances]) -> Instances:
-        new = self._generate_empty_tracks(proposals)
-        if tracks is None:
-            return new
-        for name in _OUTPUT_ONLY_FIELDS:
-            if tracks.has(name):
-                tracks.remove(name)
-        return Instances.cat([new, tracks])
-
     def clear(self):
+        """Start a new sequence on upstream's API: ids from 0 again."""
         self.track_base.clear()
 
     def optimize_for_inference(self, compile_backbone: bool = False) -> "MOTR":
@@ -227,7 +145,7 @@ class MOTR(nn.Module):
             backbone.body = torch.compile(backbone.body, dynamic=True)
         return self
 
-    # -- one frame through the network -------------------------------------------------------------
+    # -- the network: encode an image, decode queries -------------------------------------------------
     def _features(self, samples: NestedTensor):
         features, pos = self.backbone(samples)
         srcs, masks = [], []
@@ -243,30 +161,56 @@ class MOTR(nn.Module):
             pos.append(self.backbone[1](NestedTensor(src, mask)).to(src.dtype))
         return srcs, masks, pos
 
+    def encode(self, samples) -> EncodedFeatures:
+        """Backbone, input projections and encoder: everything that depends on the image alone.
+        `samples`: a normalised `[B, 3, H, W]` tensor (or a NestedTensor)."""
+        if not isinstance(samples, NestedTensor):
+            samples = nested_tensor_from_tensor_list(samples)
+        return self.transformer.encode(*self._features(samples))
+
+    def decode(self, features: EncodedFeatures, tgt: torch.Tensor, ref_pts: torch.Tensor,
+               attn_mask: Optional[torch.Tensor] = None) -> Dict:
+        """Decoder and heads for content queries `tgt` [Q, C] at reference boxes `ref_pts` [Q, 4].
+        Returns `pred_logits` [1, Q, classes], `pred_boxes` [1, Q, 4] (normalised cx, cy, w, h),
+        `hs` [1, Q, C], `first_layer_boxes` [1, Q, 4] and, with aux_loss, the other layers' outputs."""
+        hs, boxes = self.transformer.decode(features, tgt, ref_pts, attn_mask)
+        logits = torch.stack([self.class_embed[lvl](hs[lvl]) for lvl in range(hs.shape[0])])
+        out = {"pred_logits": logits[-1], "pred_boxes": boxes[-1], "hs": hs[-1], "first_layer_boxes": boxes[0]}
+        if self.aux_loss:
+            out["aux_outputs"] = [{"pred_logits": a, "pred_boxes": b} for a, b in zip(logits[:-1], boxes[:-1])]
+        return out
+
     def _forward_single_image(self, samples: NestedTensor, tracks: Instances,
                               gtboxes: Optional[torch.Tensor] = None) -> Dict:
-        srcs, masks, pos = self._features(samples)
-        tgt = tracks.query_pos
-        if self.memory is not None:
-            tgt = self.memory.blend_decoder_input(tgt, tracks)
-        ref_pts = tracks.ref_pts
-        attn_mask = None
+        """One training frame (or raw outputs for fresh queries): encode, then decode `tracks`' queries
+        plus, with `gtboxes`, query denoising's noisy gt boxes that the real queries cannot see."""
+        features = self.encode(samples)
+        tgt, ref_pts, attn_mask = tracks.query_pos, tracks.ref_pts, None
         if gtboxes is not None:
-            # Query denoising: noisy gt boxes as extra queries that the real ones cannot see.
             n_dt = len(tracks)
             tgt = torch.cat([tgt, self.refine_embed.weight.expand(gtboxes.size(0), -1)])
             ref_pts = torch.cat([ref_pts, gtboxes])
             attn_mask = torch.zeros((len(ref_pts), len(ref_pts)), dtype=torch.bool, device=ref_pts.device)
             attn_mask[:n_dt, n_dt:] = True
-        hs, boxes, _ = self.transformer(srcs, masks, pos, tgt, ref_pts, attn_mask=attn_mask)
-        logits = torch.stack([self.class_embed[lvl](hs[lvl]) for lvl in range(hs.shape[0])])
-        out = {"pred_logits": logits[-1], "pred_boxes": boxes[-1], "hs": hs[-1],
-               "first_layer_boxes": boxes[0]}
-        if self.aux_loss:
-            out["aux_outputs"] = [{"pred_logits": a, "pred_boxes": b} for a, b in zip(logits[:-1], boxes[:-1])]
-        return out
+        return self.decode(features, tgt, ref_pts, attn_mask)
 
-    def _post_process_single_image(self, frame_res: Dict, tracks: Instances, is_last: bool) -> Dict:
+    # -- upstream's inference API: one tracker step with the model's policy ---------------------------
+    @torch.no_grad()
+    def inference_single_image(self, img, ori_img_size, track_instances: Optional[Instances] = None,
+                               proposals: Optional[torch.Tensor] = None) -> Dict:
+        """Track one frame. `img`: normalised `[1, 3, H, W]` (or a NestedTensor); `ori_img_size`: (h, w)
+        of the original image, for pixel boxes; `proposals`: `[n, 5]` normalised cx, cy, w, h, score.
+        Ids come from `self.track_base`, QIM's and the memory's update threshold is
+        `self.track_embed.score_thr` (read now), the memory is `self.memory`.
+        Returns {'track_instances': the live tracks with `boxes` (pixels, xyxy), `scores`, `obj_idxes`}."""
+        tracks = frame_step(self, self.encode(img), proposals, track_instances, ori_size=ori_img_size,
+                            ids=self.track_base, memory=self.memory,
+                            update_threshold=self.track_embed.score_thr)
+        return {"track_instances": tracks}
+
+    # -- training: a clip at a time ------------------------------------------------------------------
+    def _training_step(self, frame_res: Dict, tracks: Instances, is_last: bool) -> Dict:
+        """Split off the denoising outputs, match to the ground truth, QIM (the criterion gives ids)."""
         n_ins = len(tracks)
         if self.query_denoise > 0 and frame_res["pred_logits"].shape[1] > n_ins:
             ps_outputs = [{"pred_logits": frame_res["pred_logits"][:, n_ins:],
@@ -280,44 +224,21 @@ class MOTR(nn.Module):
             for key in ("hs", "pred_logits", "pred_boxes", "first_layer_boxes"):
                 frame_res[key] = frame_res[key][:, :n_ins]
         with torch.no_grad():
-            if self.training:
-                scores = frame_res["pred_logits"][0].sigmoid().max(dim=-1).values
-            else:
-                scores = frame_res["pred_logits"][0, :, 0].sigmoid()
-        tracks.scores = scores
+            tracks.scores = frame_res["pred_logits"][0].sigmoid().max(dim=-1).values
         tracks.pred_logits = frame_res["pred_logits"][0]
         tracks.pred_boxes = frame_res["pred_boxes"][0]
         tracks.output_embedding = frame_res["hs"][0]
-        if self.memory is not None:
-            self.memory.after_forward(tracks, frame_res["first_layer_boxes"][0].detach(),
-                                      frame_res["pred_boxes"][0].detach())
-        if self.training:
-            frame_res["track_instances"] = tracks
-            tracks = self.criterion.match_for_single_frame(frame_res)
-        else:
-            self.track_base.update(tracks)
-        if self.memory is not None:
-            self.memory.update(tracks)
+        frame_res["track_instances"] = tracks
+        tracks = self.criterion.match_for_single_frame(frame_res)
         frame_res["track_instances"] = None if is_last else self.track_embed({"track_instances": tracks})
         return frame_res
 
-    @torch.no_grad()
-    def inference_single_image(self, img, ori_img_size, track_instances: Optional[Instances] = None,
-                               proposals: Optional[torch.Tensor] = None) -> Dict:
-        """Track one frame. `img`: normalised `[1, 3, H, W]` (or a NestedTensor); `ori_img_size`: (h, w)
-        of the original image, for pixel boxes; `proposals`: `[n, 5]` normalised cx, cy, w, h, score.
-        Returns {'track_instances': the live tracks with `boxes` (pixels, xyxy), `scores`, `obj_idxes`}."""
-        if not isinstance(img, NestedTensor):
-            img = nested_tensor_from_tensor_list(img)
-        tracks = self._queries_for_frame(proposals, track_instances)
-        res = self._forward_single_image(img, tracks)
-        res = self._post_process_single_image(res, tracks, is_last=False)
-        return {"track_instances": self.post_process(res["track_instances"], ori_img_size)}
-
-    # -- training: a clip at a time ------------------------------------------------------------------
     def forward(self, data: Dict) -> Dict:
-        if self.training:
-            self.criterion.initialize_for_single_clip(data["gt_instances"])
+        """Training on a clip: `data` holds `imgs`, `gt_instances` and `proposals` per frame."""
+        if not self.training:
+            raise RuntimeError("MOTR.forward trains on a clip; to track, use models.tracker.Tracker "
+                               "(or inference_single_image per frame)")
+        self.criterion.initialize_for_single_clip(data["gt_instances"])
         frames = data["imgs"]
         outputs = {"pred_logits": [], "pred_boxes": []}
         tracks = None
@@ -329,21 +250,19 @@ class MOTR(nn.Module):
                 noise = torch.rand_like(gtboxes) * 2 - 1
                 gtboxes[..., :2] += gtboxes[..., 2:] * noise[..., :2] * self.query_denoise
                 gtboxes[..., 2:] *= 1 + self.query_denoise * noise[..., 2:]
-            tracks = self._queries_for_frame(proposals, tracks)
+            new = self._generate_empty_tracks(proposals)
+            tracks = new if tracks is None else Instances.cat([new, tracks])
             samples = nested_tensor_from_tensor_list([frame])
-            if self.use_checkpoint and not is_last and self.training:
+            if self.use_checkpoint and not is_last:
                 # Recompute this frame's activations in the backward pass instead of storing them.
                 frame_res = checkpoint(self._forward_single_image, samples, tracks, gtboxes, use_reentrant=False)
             else:
                 frame_res = self._forward_single_image(samples, tracks, gtboxes)
-            frame_res = self._post_process_single_image(frame_res, tracks, is_last)
+            frame_res = self._training_step(frame_res, tracks, is_last)
             tracks = frame_res["track_instances"]
             outputs["pred_logits"].append(frame_res["pred_logits"])
             outputs["pred_boxes"].append(frame_res["pred_boxes"])
-        if self.training:
-            outputs["losses_dict"] = self.criterion.losses_dict
-        else:
-            outputs["track_instances"] = tracks
+        outputs["losses_dict"] = self.criterion.losses_dict
         return outputs
 
 

@@ -4,6 +4,8 @@ Kept tracks get their reference box moved to the predicted box (when confident) 
 query updated from the decoder output; in training it also drops tracks at random and inserts
 false-positive queries, as MOTR does, to make the tracker robust to both.
 """
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -20,8 +22,9 @@ class QueryInteractionModuleV2(nn.Module):
         # Upstream MOTRv2 defines random drop / false-positive insertion but never calls them;
         # --qim_augment turns them on (MOTR v1 behaviour). Off keeps MOTRv2 training as published.
         self.augment = getattr(args, "qim_augment", False)
-        # Tracks scoring above this get their reference box and query updated; submit_dance.py sets
-        # it from --update_score_threshold.
+        # Tracks scoring above this get their reference box and query updated. A Tracker passes its own
+        # update threshold to forward() (several trackers share one module); this attribute is the
+        # threshold of upstream's API (`model.track_embed.score_thr = ...`) and of training.
         self.score_thr = 0.5
         dropout = args.merger_dropout
         self.self_attn = nn.MultiheadAttention(dim_in, 8, dropout)
@@ -80,8 +83,8 @@ class QueryInteractionModuleV2(nn.Module):
         return tracks[tracks.obj_idxes >= 0]
 
     # -- the update ------------------------------------------------------------------------------
-    def _update_track_embedding(self, tracks: Instances) -> Instances:
-        is_pos = tracks.scores > self.score_thr
+    def _update_track_embedding(self, tracks: Instances, score_thr: float) -> Instances:
+        is_pos = tracks.scores > score_thr
         tracks.ref_pts[is_pos] = tracks.pred_boxes.detach().clone()[is_pos]
         out_embed = tracks.output_embedding
         query_feat = tracks.query_pos
@@ -100,14 +103,15 @@ class QueryInteractionModuleV2(nn.Module):
         tracks.query_pos[is_pos] = query_feat[is_pos]
         return tracks
 
-    def forward(self, data: dict) -> Instances:
+    def forward(self, data: dict, score_thr: Optional[float] = None) -> Instances:
+        """Next frame's queries from `data["track_instances"]`; `score_thr` overrides `self.score_thr`."""
         tracks: Instances = data["track_instances"]
         active = self._select_active_tracks(tracks)
         if self.training and self.augment:
             active = self._random_drop_tracks(active)
             if self.fp_ratio > 0:
                 active = self._add_fp_tracks(tracks, active)
-        return self._update_track_embedding(active)
+        return self._update_track_embedding(active, self.score_thr if score_thr is None else score_thr)
 
 
 def build_query_interaction_layer(args, layer_name: str, dim_in: int, hidden_dim: int, dim_out: int):

@@ -266,8 +266,9 @@ class SparseMemory(nn.Module):
         instances.frame_idx = instances.frame_idx + 1
 
     @torch.no_grad()
-    def update(self, instances: Instances) -> None:
-        """Select the candidate feature and store it where the gate opens (after ids, before QIM)."""
+    def update(self, instances: Instances, detect_score: Optional[float] = None) -> None:
+        """Select the candidate feature and store it where the gate opens (after ids, before QIM).
+        `detect_score` (the tracker's update threshold, read at run time) overrides `self.detect_score`."""
         self._require(instances, self._fields_needed() + ("scores", "pred_boxes", "query_pos"), "update")
         if self.preset == "paper":
             self._require(instances, ("obj_idxes",), "update")
@@ -279,7 +280,7 @@ class SparseMemory(nn.Module):
         if self.preset == "official":
             self._update_official(instances)
         else:
-            self._update_paper(instances)
+            self._update_paper(instances, self.detect_score if detect_score is None else float(detect_score))
 
     # -- the two presets ------------------------------------------------------------------
     def _update_official(self, inst: Instances) -> None:
@@ -307,10 +308,10 @@ class SparseMemory(nn.Module):
         self._store(inst, store)
         self._reset_after_store(inst, store, 1.0)
 
-    def _update_paper(self, inst: Instances) -> None:
+    def _update_paper(self, inst: Instances, detect_score: float) -> None:
         query = inst.query_pos.detach()
         boxes = inst.pred_boxes.detach()
-        detected = (inst.obj_idxes >= 0) & (inst.scores >= self.detect_score)
+        detected = (inst.obj_idxes >= 0) & (inst.scores >= detect_score)
         # A detected track always stores at once, so "memory still empty" marks its first detected frame.
         born = detected & inst.mem_padding_mask.all(dim=1)
 

@@ -3,13 +3,15 @@
 Every `*_reference.pt` of MOTRv2/TF-SASM kind in shared/parity is checked: a fixture whose tracks
 carry memory fields is run with the memory flags its `about` names, the others with `--memory none`.
 """
+import dataclasses
+
 import pytest
 import torch
 
 from models.ms_deform_attn import MSDeformAttn
 from models.motr import RuntimeTrackerBase
 from models.structures import nested_tensor_from_tensor_list
-from submit_dance import mot_lines
+from models.tracker import Tracker, TrackerConfig, mot_lines, select_output
 from tests.helpers import PARITY, build_parity_model, frame_input, memory_argv_from_about
 
 FIXTURES = sorted(p for p in PARITY.glob("*_reference.pt") if not p.name.startswith("yolox"))
@@ -30,15 +32,22 @@ def _field(tracks, name):
     return tracks.get(name)
 
 
-@pytest.fixture(scope="module", params=FIXTURES, ids=[p.stem for p in FIXTURES])
+ENTRY_POINTS = ("tracker", "upstream_api")
+
+
+@pytest.fixture(scope="module", params=[(p, e) for p in FIXTURES for e in ENTRY_POINTS],
+                ids=[f"{p.stem}-{e}" for p in FIXTURES for e in ENTRY_POINTS])
 def run(request):
-    """Track the fixture's frames once; every test below inspects the same run."""
-    ref = torch.load(request.param, weights_only=False)
+    """Track the fixture's frames once per entry point: our `Tracker`, and upstream's API (build, set
+    `track_embed.score_thr` and `track_base` after the build, `inference_single_image`)."""
+    path, entry = request.param
+    ref = torch.load(path, weights_only=False)
     uses_memory = "mem_padding_mask" in ref["track_fields"]
     extra = memory_argv_from_about(ref["about"]) if uses_memory else ["--memory", "none"]
-    model, _ = build_parity_model(extra)
-    model.track_embed.score_thr = ref["update_score_threshold"]
-    model.track_base = RuntimeTrackerBase(ref["score_threshold"], ref["score_threshold"], ref["miss_tolerance"])
+    model, args = build_parity_model(extra)
+    if entry == "upstream_api":
+        model.track_embed.score_thr = ref["update_score_threshold"]
+        model.track_base = RuntimeTrackerBase(ref["score_threshold"], ref["score_threshold"], ref["miss_tolerance"])
     # Raw outputs through the plain path (grid_sample reference attention, unfused backbone); the tracking
     # run through what users run (fast attention, folded batch norm, channels-last).
     MSDeformAttn.implementation = "reference"
@@ -50,12 +59,20 @@ def run(request):
     finally:
         MSDeformAttn.implementation = "auto"
     model.optimize_for_inference()
+    tracker = Tracker(model, dataclasses.replace(
+        TrackerConfig.from_args(args), score_threshold=ref["score_threshold"],
+        update_score_threshold=ref["update_score_threshold"], miss_tolerance=ref["miss_tolerance"]))
     tracks, per_frame, lines = None, [], []
     for i, (frame, proposals) in enumerate(zip(ref["frames_uint8"], ref["proposals"])):
-        tracks = model.inference_single_image(frame_input(frame), ref["ori_img_size"], tracks, proposals)[
-            "track_instances"]
+        if entry == "tracker":
+            output = tracker.track(frame_input(frame), proposals, ref["ori_img_size"])
+            tracks = tracker.tracks
+        else:
+            tracks = model.inference_single_image(frame_input(frame), ref["ori_img_size"], tracks, proposals)[
+                "track_instances"]
+            output = select_output(tracks, ref["score_threshold"])
         per_frame.append(tracks.clone())
-        lines += mot_lines(tracks, i + 1, ref["score_threshold"])
+        lines += mot_lines(output, i + 1)
     return ref, raw, per_frame, lines
 
 

@@ -30,6 +30,7 @@ import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from datasets.det_db import format_det_lines  # noqa: E402
 from util.fileio import write_json_atomic  # noqa: E402
 
 from models.yolox import (DANCETRACK_TEST_SIZE, DEFAULT_NMS_THRE, DEFAULT_SCORE_FLOOR,  # noqa: E402
@@ -40,11 +41,6 @@ __all__ = ["detect_frames", "load_yolox", "format_det_lines", "find_split_sequen
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 SequenceFrames = Tuple[str, List[Path]]  # (sequence name, its frame paths in order)
-
-
-def format_det_lines(dets: np.ndarray) -> List[str]:
-    """[n, 5] x, y, w, h, score (already sorted) -> det_db lines."""
-    return [f"{x:.1f},{y:.1f},{w:.1f},{h:.1f},{s:.2f}\n" for x, y, w, h, s in dets.tolist()]
 
 
 def _absolute(path: Path) -> Path:

@@ -33,16 +33,17 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.det_db import (DetDBError, load_det_db, lookup_detections, parse_det_lines,  # noqa: E402
-                             proposals_from_detections)
-from datasets.sequences import SequenceError, image_to_input  # noqa: E402
+from datasets.det_db import (DetDBError, format_det_lines, load_det_db, lookup_detections,  # noqa: E402
+                             parse_det_lines, proposals_from_detections)
+from datasets.sequences import SequenceError  # noqa: E402
 from models.checkpoint import CheckpointError  # noqa: E402
-from models.motr import resolve_device  # noqa: E402
+from models.tracker import Tracker, build_network, mot_lines  # noqa: E402
 from models.yolox import (DANCETRACK_TEST_SIZE, DEFAULT_NMS_THRE, DEFAULT_SCORE_FLOOR,  # noqa: E402
                           YOLOX_SIZES, detect_frames, load_yolox)
-from submit_dance import autocast_context, build_tracker, get_submit_parser, mot_lines, write_atomic  # noqa: E402
-from tools.make_detdb import format_det_lines  # noqa: E402
 from tools.visualize import draw_tracks  # noqa: E402
+from util.args import get_tracking_parser  # noqa: E402
+from util.device import resolve_device  # noqa: E402
+from util.fileio import write_atomic  # noqa: E402
 
 DEFAULT_OUTPUT_DIR = os.path.join("outputs", "track_video")
 FALLBACK_FPS = 25.0
@@ -162,12 +163,11 @@ def _temp_video_path(out_path: str) -> str:
     return os.path.join(folder, f".tmp_{os.getpid()}_{name}")
 
 
-def track_video(video: str, model, detections: Detections, device: torch.device, output_dir: str,
-                score_threshold: float = 0.5, area_threshold: float = 100, short: int = 800,
-                long_max: int = 1536, chunk_size: int = 8, amp: str = "off", trail: int = 20,
-                write_video: bool = True, fps: Optional[float] = None, save_det_db: bool = False,
+def track_video(video: str, tracker: Tracker, detections: Detections, output_dir: str, chunk_size: int = 8,
+                trail: int = 20, write_video: bool = True, fps: Optional[float] = None, save_det_db: bool = False,
                 progress: bool = True) -> VideoOutputs:
-    """Stream `video` through detection, tracking and drawing; write the outputs atomically."""
+    """Stream `video` (BGR frames: `tracker.rgb` False) through detection, tracking and drawing; write the
+    outputs atomically."""
     stem = Path(video).stem
     cap, video_fps, count = open_video(video)
     if fps is None:
@@ -180,36 +180,30 @@ def track_video(video: str, model, detections: Detections, device: torch.device,
     tmp_video = _temp_video_path(video_path)
     trails = defaultdict(lambda: deque(maxlen=trail)) if trail > 0 else None
     writer, size, frame, lines = None, None, 0, []
-    tracks = None
-    model.clear()  # ids start at 0 for every video
+    tracker.reset()  # ids start at 0 for every video
     bar = tqdm(total=count or None, desc=stem, unit="frame", disable=not progress, dynamic_ncols=True)
     try:
-        with torch.inference_mode():
-            for chunk in read_chunks(cap, chunk_size):
-                chunk_dets = detections.for_chunk(chunk, frame + 1)
-                for img_bgr, dets in zip(chunk, chunk_dets):
-                    frame += 1
-                    h, w = img_bgr.shape[:2]
-                    if size is None:
-                        size = (w, h)
-                    elif size != (w, h):
-                        raise VideoError(f"{video}: frame {frame} is {w}x{h}, the first frame was "
-                                         f"{size[0]}x{size[1]}")
-                    img = image_to_input(cv2.cvtColor(img_bgr, cv2.COLOR_BGR2RGB), short, long_max)
-                    proposals = proposals_from_detections(dets, w, h).to(device)
-                    with autocast_context(device, amp):
-                        res = model.inference_single_image(img.to(device)[None], (h, w), tracks, proposals)
-                    tracks = res["track_instances"]
-                    frame_lines = mot_lines(tracks, frame, score_threshold, area_threshold)
-                    lines += frame_lines
-                    if write_video:
-                        if writer is None:
-                            writer = cv2.VideoWriter(tmp_video, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-                            if not writer.isOpened():
-                                raise VideoError(f"OpenCV cannot write video {video_path} (mp4v codec)")
-                        writer.write(draw_tracks(img_bgr, boxes_of_lines(frame_lines), trails))
-                    bar.update(1)
-                    bar.set_postfix(tracks=len(frame_lines))
+        for chunk in read_chunks(cap, chunk_size):
+            chunk_dets = detections.for_chunk(chunk, frame + 1)
+            for img_bgr, dets in zip(chunk, chunk_dets):
+                frame += 1
+                h, w = img_bgr.shape[:2]
+                if size is None:
+                    size = (w, h)
+                elif size != (w, h):
+                    raise VideoError(f"{video}: frame {frame} is {w}x{h}, the first frame was "
+                                     f"{size[0]}x{size[1]}")
+                proposals = proposals_from_detections(dets, w, h)
+                frame_lines = mot_lines(tracker.track(tracker.input_tensor(img_bgr), proposals, (h, w)), frame)
+                lines += frame_lines
+                if write_video:
+                    if writer is None:
+                        writer = cv2.VideoWriter(tmp_video, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+                        if not writer.isOpened():
+                            raise VideoError(f"OpenCV cannot write video {video_path} (mp4v codec)")
+                    writer.write(draw_tracks(img_bgr, boxes_of_lines(frame_lines), trails))
+                bar.update(1)
+                bar.set_postfix(tracks=len(frame_lines))
         if frame == 0:
             raise VideoError(f"video {video} has no frames (or none that OpenCV can decode)")
         if count and frame < count:
@@ -236,7 +230,7 @@ def track_video(video: str, model, detections: Detections, device: torch.device,
 # -- command line -------------------------------------------------------------------------------------
 def get_parser() -> argparse.ArgumentParser:
     # submit_dance's parser as parent: every model, tracker and memory flag is spelt the same.
-    parser = argparse.ArgumentParser("tools/track_video.py", parents=[get_submit_parser()], add_help=False,
+    parser = argparse.ArgumentParser("tools/track_video.py", parents=[get_tracking_parser()], add_help=False,
                                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("video", help="input video (anything OpenCV decodes: mp4, avi, mkv, ...)")
     g = parser.add_argument_group("video tracking")
@@ -282,11 +276,9 @@ def run(args, detector=None) -> VideoOutputs:
                   file=sys.stderr)
     detections = Detections(stem, detector, entries, args.missing_detections, tuple(args.det_test_size),
                             args.det_score_floor, args.det_nms, half=args.amp == "fp16" and device.type == "cuda")
-    model = build_tracker(args, device)
-    return track_video(args.video, model, detections, device, args.output_dir or DEFAULT_OUTPUT_DIR,
-                       args.score_threshold, args.area_threshold, args.val_width, args.val_max_size,
-                       args.det_batch_size, args.amp, args.trail, not args.no_video, args.fps,
-                       args.save_det_db, progress=not args.quiet)
+    tracker = Tracker.from_args(build_network(args), args)
+    return track_video(args.video, tracker, detections, args.output_dir or DEFAULT_OUTPUT_DIR, args.det_batch_size,
+                       args.trail, not args.no_video, args.fps, args.save_det_db, progress=not args.quiet)
 
 
 def main(argv: Optional[Sequence[str]] = None, detector=None) -> int:

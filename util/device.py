@@ -1,6 +1,8 @@
-"""Choosing the torch device from a `--device` flag."""
+"""Choosing the torch device from a `--device` flag, the rank of a distributed run, mixed precision."""
+import contextlib
+import os
 import warnings
-from typing import Union
+from typing import Tuple, Union
 
 import torch
 
@@ -14,4 +16,27 @@ def resolve_device(name: Union[str, torch.device, None] = "auto") -> torch.devic
     if device.type == "cuda" and not torch.cuda.is_available():
         warnings.warn(f"--device {name} asked for, but no CUDA device is available: running on the CPU")
         return torch.device("cpu")
+    return device
+
+
+def autocast_context(device: torch.device, amp: str):
+    """Mixed precision for `--amp fp16|bf16` on CUDA; a no-op on the CPU and for `off`."""
+    if amp not in ("off", "fp16", "bf16"):
+        raise ValueError(f"amp must be 'off', 'fp16' or 'bf16', got {amp!r}")
+    if amp == "off" or device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.float16 if amp == "fp16" else torch.bfloat16)
+
+
+def dist_rank_world() -> Tuple[int, int]:
+    """(rank, world size) from torchrun (RANK/WORLD_SIZE) or upstream's RLAUNCH_* variables."""
+    rank = int(os.environ.get("RANK", os.environ.get("RLAUNCH_REPLICA", 0)))
+    world = int(os.environ.get("WORLD_SIZE", os.environ.get("RLAUNCH_REPLICA_TOTAL", 1)))
+    return rank, world
+
+
+def rank_device(device: torch.device, rank: int, world: int) -> torch.device:
+    """This rank's GPU when several processes share a machine (LOCAL_RANK, else the global rank)."""
+    if device.type == "cuda" and world > 1:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
     return device

@@ -1,0 +1,226 @@
+"""Tracking whole splits: the run behind `submit_dance.py`, its `--variants` and the demo.
+
+Every sequence not yet finished is read, checked (images, det_db coverage) before any tracking,
+then tracked frame by frame with `models.tracker.track_frame`: each frame is decoded and encoded
+once, and every variant's `Tracker` decodes, gives ids and updates its memory on that encoding.
+A variant `NAME` writes `OUTPUT_DIR/NAME/<seq>.txt` (one variant: `--exp_name`), atomically.
+"""
+import argparse
+import contextlib
+import os
+import re
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from datasets.det_db import DetDBError, det_db_key, load_det_db
+from datasets.sequences import (SequenceError, SequenceFrames, TrackingSequence, collate_single,
+                                list_sequences, read_sequence)
+from models.tracker import Tracker, TrackerConfig, build_network, mot_lines, track_frame
+from util.device import dist_rank_world, rank_device, resolve_device
+from util.fileio import stale_temp_files, write_atomic
+
+
+class VariantError(ValueError):
+    """A bad `--variants` file; the message names the file and line."""
+
+
+@dataclass
+class Variant:
+    """One tracker configuration of a run, and where its results go."""
+    name: str
+    config: TrackerConfig
+    out_dir: str
+    line: int = 0  # in the variants file (0: the command line itself)
+
+
+# -- variants ---------------------------------------------------------------------------------------------
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+def _line_parser(parser: argparse.ArgumentParser, path: str, lineno: int) -> argparse.ArgumentParser:
+    """A copy of `parser` that returns only the flags given (no defaults) and raises VariantError."""
+    import copy
+    p = copy.deepcopy(parser)
+    for action in p._actions:
+        action.default = argparse.SUPPRESS
+    p.allow_abbrev = False  # a variant names its flags in full
+
+    def fail(message):
+        raise VariantError(f"{path}:{lineno}: {message}")
+    p.error = fail
+    return p
+
+
+def read_variants(path: str, base: argparse.Namespace, parser: argparse.ArgumentParser) -> List[Variant]:
+    """Variants of a file of `NAME FLAG...` lines (blank lines and `#` comments ignored), each the
+    base command plus its flags. Only tracker and memory flags (TrackerConfig's) are allowed."""
+    if not os.path.isfile(path):
+        raise VariantError(f"--variants {path}: file not found")
+    allowed = set(TrackerConfig.field_names())
+    variants: List[Variant] = []
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    for lineno, text in enumerate(lines, start=1):
+        words = text.split("#", 1)[0].split()
+        if not words:
+            continue
+        name, flags = words[0], words[1:]
+        if not _NAME.fullmatch(name):
+            raise VariantError(f"{path}:{lineno}: variant name {name!r}: letters, digits and _ . + - only "
+                               "(it is a folder name), starting with a letter or digit")
+        if any(v.name == name for v in variants):
+            first = next(v.line for v in variants if v.name == name)
+            raise VariantError(f"{path}:{lineno}: duplicate variant name {name!r} (first on line {first})")
+        given = vars(_line_parser(parser, path, lineno).parse_args(flags))
+        refused = sorted(set(given) - allowed)
+        if refused:
+            option = next(o for a in parser._actions if a.dest == refused[0] for o in a.option_strings)
+            raise VariantError(f"{path}:{lineno}: {option} is not a tracker or memory flag; a variant may set only "
+                               f"those (it would change the network, the input or the run): "
+                               f"{', '.join('--' + n for n in sorted(allowed))}")
+        merged = argparse.Namespace(**{**vars(base), **given})
+        try:
+            config = TrackerConfig.from_args(merged)
+            Tracker.check_config(config)
+        except ValueError as exc:
+            raise VariantError(f"{path}:{lineno}: {exc}") from exc
+        variants.append(Variant(name, config, os.path.join(base.output_dir, name), lineno))
+    if not variants:
+        raise VariantError(f"--variants {path}: no variants (one 'NAME FLAG...' per line)")
+    return variants
+
+
+def run_variants(args: argparse.Namespace, parser: Optional[argparse.ArgumentParser] = None) -> List[Variant]:
+    """The variants of a run: those of `--variants`, or the command line itself as `--exp_name`."""
+    if args.variants:
+        from util.args import get_tracking_parser
+        return read_variants(args.variants, args, parser or get_tracking_parser())
+    return [Variant(args.exp_name, TrackerConfig.from_args(args), os.path.join(args.output_dir, args.exp_name))]
+
+
+# -- sequences --------------------------------------------------------------------------------------------
+def remove_stale_temps(out_dir: str, names: Iterable[str]) -> List[str]:
+    """Delete the temporary files that a killed run (SIGKILL, power loss) left for these sequences.
+    Only this rank's sequences: other ranks may be writing theirs right now."""
+    stale = [p for name in names for p in stale_temp_files(out_dir, f"{name}.txt")]
+    for path in stale:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    return [os.path.basename(p) for p in stale]
+
+
+def check_det_db_covers(det_db, det_db_path: str, sequences: Iterable[TrackingSequence]) -> None:
+    """Fail before tracking anything when a frame has no det_db entry (--missing_detections error)."""
+    for seq in sequences:
+        missing = [key for key in (det_db_key(rel) for _, rel in seq.frames) if key not in det_db]
+        if missing:
+            raise DetDBError(
+                f"{det_db_path} has no entry for {len(missing)} of the {len(seq.frames)} frames of "
+                f"{seq.relpath}, first {missing[0]!r} (use --missing_detections empty to track such "
+                "frames without proposals)")
+
+
+def resolve_det_db(args) -> str:
+    """upstream reads the det_db relative to --mot_path; absolute or existing paths are used as given."""
+    if os.path.isabs(args.det_db) or os.path.isfile(args.det_db):
+        return args.det_db
+    return os.path.join(args.mot_path, args.det_db)
+
+
+class _ErrorsAsItems(Dataset):
+    """Hands a frame's SequenceError/DetDBError to the main process as the item itself: raised in a
+    DataLoader worker, it would arrive re-wrapped with the worker's traceback in its message."""
+
+    def __init__(self, frames: SequenceFrames):
+        self.frames = frames
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, index: int):
+        try:
+            return self.frames[index]
+        except (SequenceError, DetDBError) as exc:
+            return exc
+
+
+def track_sequence(trackers: Sequence[Tracker], frames: SequenceFrames, num_workers: int = 2,
+                   progress: bool = True) -> List[List[str]]:
+    """Track one sequence with every tracker at once; returns each tracker's MOTChallenge lines.
+    Frames are decoded by DataLoader workers while the model runs."""
+    for tracker in trackers:
+        tracker.reset()  # ids start at 0 in every sequence: results do not depend on sequence order
+    device = trackers[0].device
+    loader = DataLoader(_ErrorsAsItems(frames), batch_size=1, num_workers=num_workers,
+                        collate_fn=collate_single, pin_memory=device.type == "cuda", persistent_workers=False)
+    lines: List[List[str]] = [[] for _ in trackers]
+    desc = frames.seq.name if len(trackers) == 1 else f"{frames.seq.name} x{len(trackers)} variants"
+    bar = tqdm(loader, desc=desc, unit="frame", disable=not progress, leave=False, dynamic_ncols=True)
+    for item in bar:
+        if isinstance(item, Exception):
+            raise item
+        outputs = track_frame(trackers, item["image"][None], item["proposals"], item["ori_size"])
+        for tracker_lines, output in zip(lines, outputs):
+            tracker_lines += mot_lines(output, item["frame"])
+        if len(trackers) == 1:
+            bar.set_postfix(tracks=len(outputs[0]))
+    return lines
+
+
+def split_sequences(args, rank: int = 0, world: int = 1) -> List[str]:
+    """This rank's sequence names of the split (`--seqs` or all), and the split's path below --mot_path."""
+    return list_sequences(os.path.join(args.mot_path, split_relpath(args)), args.seqs)[rank::world]
+
+
+def split_relpath(args) -> str:
+    return os.path.join("DanceTrack", args.split)
+
+
+def run(args, variants: Optional[List[Variant]] = None, progress: bool = True) -> Dict[str, List[str]]:
+    """Track every unfinished (sequence, variant) of the split; returns each variant's result files
+    of this rank. Variants whose file of a sequence exists skip it (unless --overwrite)."""
+    from util.args import warn_inert_flags
+    warn_inert_flags(args)
+    variants = variants if variants is not None else run_variants(args)
+    rank, world = dist_rank_world()
+    device = rank_device(resolve_device(args.device), rank, world)
+    names = split_sequences(args, rank, world)
+    files = {v.name: [os.path.join(v.out_dir, f"{n}.txt") for n in names] for v in variants}
+    todo: Dict[str, List[Variant]] = {}
+    skipped = 0
+    for v in variants:
+        os.makedirs(v.out_dir, exist_ok=True)
+        stale = remove_stale_temps(v.out_dir, names)
+        if stale:
+            print(f"removed {len(stale)} temporary file(s) left in {v.out_dir} by an interrupted run")
+        for n in names:
+            if args.overwrite or not os.path.isfile(os.path.join(v.out_dir, f"{n}.txt")):
+                todo.setdefault(n, []).append(v)
+            else:
+                skipped += 1
+    if skipped:
+        print(f"skipping {skipped} finished (sequence, variant) result(s) (--overwrite to redo)")
+    if not todo:
+        return files
+    # Everything that can be checked without tracking is checked first: no error after hours of work.
+    order = [n for n in names if n in todo]
+    sequences = {n: read_sequence(args.mot_path, os.path.join(split_relpath(args), n)) for n in order}
+    det_db_path = resolve_det_db(args)
+    det_db = load_det_db(det_db_path)
+    if args.missing_detections == "error":
+        check_det_db_covers(det_db, det_db_path, sequences.values())
+    network = build_network(argparse.Namespace(**{**vars(args), "device": str(device)}))
+    trackers = {v.name: Tracker(network, v.config, device=device, amp=args.amp,
+                                input_size=(args.val_width, args.val_max_size)) for v in variants}
+    for name in tqdm(order, desc="sequences", unit="seq", disable=not progress or rank != 0 or len(order) == 1):
+        frames = SequenceFrames(args.mot_path, sequences[name], det_db, args.missing_detections,
+                                short=args.val_width, long_max=args.val_max_size)
+        pending = todo[name]
+        results = track_sequence([trackers[v.name] for v in pending], frames, args.num_workers, progress)
+        for v, lines in zip(pending, results):
+            write_atomic(os.path.join(v.out_dir, f"{name}.txt"), lines)
+    return files
