@@ -36,11 +36,20 @@ Variants (either preset):
   * ``ofs='min_iou'``: the rule above (lowest overlap since the last store).
   * ``ofs='latest'``: the candidate is replaced every frame (the instance takes part), so the stored
     feature is the query of the storing frame; ``best_iou`` then holds that frame's overlap.
-  * ``ofs='delay'``: the candidate is chosen as for ``min_iou``, but the distance gate only stores once
-    ``o <= delay_iou`` in the current frame, else waits (keeps accumulating).  ``paper``: store where
-    ``born or (gate and o <= delay_iou)``.  ``official``: store where
-    ``(gate and score > store_score and o <= delay_iou) or gap > max_frame_gap`` (the forced gap store is a
-    safety net of the authors' code and is not delayed).
+  * ``ofs='delay'`` (Table IV "Delaying", the alternative to OFS): there is no candidate at all -
+    ``best_iou`` and ``best_features`` keep their initial values (``temporal_gap_reg`` has nothing to act
+    on) and a store writes the storing frame's own ``query_pos``; a store that is due but blocked by overlap
+    waits (``accum_dist`` keeps growing) until a frame with little overlap.  After a store only
+    ``accum_dist`` is reset (0).
+    ``paper``: store where ``detected and (born or (accum_dist >= tau and o <= delay_iou))``, ``o`` against
+    the other detected tracks.
+    ``official``: the authors' own delaying code (zigonk/TF-SASM commit e98d85a, ``_update_memory_bank``):
+    ``store = (gap > max_frame_gap or accum_dist > tau) and not occluded and score > store_score`` (the gap
+    store is delayed and score-gated too), where ``occluded`` = ``o_low > delay_iou`` and ``o_low`` is the
+    largest IoU of the instance with the other instances whose box bottom is strictly higher in the image
+    (``y2_j < y2_i``; equal ``y2`` never counts, either way).  So of two overlapping boxes only the one
+    reaching lower in the image (larger ``y2``) is held back.  Every instance takes part.  With
+    ``mode='dense'`` the distance part of the trigger is always open.
   * ``temporal_gap_reg``: ``best_iou *= 1 + reg`` once per frame before the candidate update
     (``paper``: for detected tracks only, so that a missed frame changes nothing).
   * ``alpha``: decoder input = ``alpha * tgt + (1 - alpha) * mean(memory)``; ``alpha == 0.5`` is computed
@@ -94,7 +103,8 @@ def add_memory_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     group.add_argument("--memory_store_score", type=float, default=0.8,
                        help="official preset: a distance-triggered store needs score > this")
     group.add_argument("--memory_delay_iou", type=float, default=0.1,
-                       help="--ofs delay: store only once the overlap with other objects is <= this")
+                       help="--ofs delay: a due store waits while the overlap is above this (paper: with the other "
+                            "detected tracks; official: with the boxes whose bottom edge is higher)")
     group.add_argument("--memory_temporal_gap_reg", type=float, default=0.0,
                        help="best_iou *= 1 + this each frame, so older candidates are replaced more easily")
     return parser
@@ -184,10 +194,24 @@ class SparseMemory(nn.Module):
             ious = ious.masked_fill(~pair_ok, 0)
         return ious.max(dim=-1).values
 
-    def _store(self, instances: Instances, store: Tensor) -> None:
-        """Shift the slots of rows `store` left by one and write `best_features` into the last slot."""
+    @staticmethod
+    def _overlap_with_higher_boxes(boxes_cxcywh: Tensor) -> Tensor:
+        """Largest IoU of each box i with the boxes j whose bottom edge is strictly higher (y2_j < y2_i).
+
+        The authors' delaying rule (e98d85a): the IoU matrix is multiplied by that pair mask (so a NaN IoU
+        of a degenerate box survives the mask, as there), the diagonal set to 0, max over each row."""
+        xyxy = box_cxcywh_to_xyxy(boxes_cxcywh)
+        ious = torchvision.ops.box_iou(xyxy, xyxy)
+        bottom = xyxy[:, 3]
+        lower_than_other = bottom[None, :] < bottom[:, None]  # [i, j]: y2_j < y2_i
+        ious = ious * lower_than_other
+        self_pair = torch.eye(ious.shape[0], dtype=torch.bool, device=ious.device)
+        return ious.masked_fill(self_pair, 0).max(dim=-1).values
+
+    def _store(self, instances: Instances, store: Tensor, features: Tensor) -> None:
+        """Shift the slots of rows `store` left by one and write `features` ([N, D]) into the last slot."""
         bank, pad, dates = instances.mem_bank, instances.mem_padding_mask, instances.mem_frames_idx
-        shifted_bank = torch.cat([bank[:, 1:], instances.best_features.to(bank.dtype)[:, None]], dim=1)
+        shifted_bank = torch.cat([bank[:, 1:], features.to(bank.dtype)[:, None]], dim=1)
         shifted_pad = torch.cat([pad[:, 1:], torch.zeros_like(pad[:, :1])], dim=1)
         shifted_dates = torch.cat([dates[:, 1:], instances.frame_idx.to(dates.dtype)[:, None]], dim=1)
         instances.mem_bank = torch.where(store[:, None, None], shifted_bank, bank)
@@ -268,7 +292,10 @@ class SparseMemory(nn.Module):
     @torch.no_grad()
     def update(self, instances: Instances, detect_score: Optional[float] = None) -> None:
         """Select the candidate feature and store it where the gate opens (after ids, before QIM).
-        `detect_score` (the tracker's update threshold, read at run time) overrides `self.detect_score`."""
+
+        `detect_score`, when given, replaces ``self.detect_score`` for this call (paper preset: a track is
+        detected when ``obj_idxes >= 0`` and ``scores >= detect_score``), so the caller can pass the
+        tracker's update threshold as it stands at run time.  The official preset does not use it."""
         self._require(instances, self._fields_needed() + ("scores", "pred_boxes", "query_pos"), "update")
         if self.preset == "paper":
             self._require(instances, ("obj_idxes",), "update")
@@ -284,6 +311,9 @@ class SparseMemory(nn.Module):
 
     # -- the two presets ------------------------------------------------------------------
     def _update_official(self, inst: Instances) -> None:
+        if self.ofs == "delay":
+            self._update_official_delay(inst)
+            return
         query = inst.query_pos.detach()
         boxes = inst.pred_boxes.detach()
         inst.best_iou = inst.best_iou * (1 + self.temporal_gap_reg)
@@ -300,13 +330,24 @@ class SparseMemory(nn.Module):
             moved = confident
         else:
             moved = (inst.accum_dist > self.tau) & confident
-        if self.ofs == "delay":
-            moved = moved & (overlap <= self.delay_iou)
         frame_gap = inst.frame_idx - inst.mem_frames_idx[:, -1]
         store = moved | (frame_gap > self.max_frame_gap)
 
-        self._store(inst, store)
+        self._store(inst, store, inst.best_features)
         self._reset_after_store(inst, store, 1.0)
+
+    def _update_official_delay(self, inst: Instances) -> None:
+        """The authors' delaying code: no candidate; a due store waits while the box overlaps a higher one."""
+        boxes = inst.pred_boxes.detach()
+        frame_gap = inst.frame_idx - inst.mem_frames_idx[:, -1]
+        if self.mode == "dense":
+            trigger = torch.ones_like(frame_gap, dtype=torch.bool)
+        else:
+            trigger = (frame_gap > self.max_frame_gap) | (inst.accum_dist > self.tau)
+        occluded = self._overlap_with_higher_boxes(boxes) > self.delay_iou
+        store = trigger & ~occluded & (inst.scores > self.store_score)
+        self._store(inst, store, inst.query_pos.detach())
+        inst.accum_dist = inst.accum_dist.masked_fill(store, 0)
 
     def _update_paper(self, inst: Instances, detect_score: float) -> None:
         query = inst.query_pos.detach()
@@ -322,6 +363,14 @@ class SparseMemory(nn.Module):
 
         pair_ok = detected[:, None] & detected[None, :]
         overlap = self._max_overlap(boxes, pair_ok)
+        gate = torch.ones_like(detected) if self.mode == "dense" else inst.accum_dist >= self.tau
+
+        if self.ofs == "delay":
+            # No candidate: the store waits for a frame with overlap <= delay_iou and writes that frame's query.
+            store = detected & (born | (gate & (overlap <= self.delay_iou)))
+            self._store(inst, store, query)
+            inst.accum_dist = inst.accum_dist.masked_fill(store, 0)
+            return
 
         inst.best_iou = torch.where(detected, inst.best_iou * (1 + self.temporal_gap_reg), inst.best_iou)
         if self.ofs == "latest":
@@ -331,10 +380,6 @@ class SparseMemory(nn.Module):
         inst.best_iou = torch.where(take, overlap.to(inst.best_iou.dtype), inst.best_iou)
         inst.best_features = torch.where(take[:, None], query.to(inst.best_features.dtype), inst.best_features)
 
-        gate = torch.ones_like(detected) if self.mode == "dense" else inst.accum_dist >= self.tau
-        if self.ofs == "delay":
-            gate = gate & (overlap <= self.delay_iou)
         store = detected & (born | gate)
-
-        self._store(inst, store)
+        self._store(inst, store, inst.best_features)
         self._reset_after_store(inst, store, math.inf)

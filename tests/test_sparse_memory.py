@@ -24,7 +24,7 @@ def new_instances(memory: SparseMemory, n: int, d: int = D) -> Instances:
     return inst
 
 
-def step(memory, inst, boxes, scores, queries, ids=None, first_boxes=None):
+def step(memory, inst, boxes, scores, queries, ids=None, first_boxes=None, **update_kwargs):
     """One frame: decoder boxes, after_forward, tracker ids, update."""
     boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
     inst.pred_boxes = boxes
@@ -34,7 +34,7 @@ def step(memory, inst, boxes, scores, queries, ids=None, first_boxes=None):
         inst.obj_idxes = torch.as_tensor(ids, dtype=torch.long).reshape(-1)
     first = boxes if first_boxes is None else torch.as_tensor(first_boxes, dtype=torch.float32).reshape(-1, 4)
     memory.after_forward(inst, first, boxes)
-    memory.update(inst)
+    memory.update(inst, **update_kwargs)
 
 
 def filled(inst):
@@ -148,6 +148,99 @@ def test_paper_delay_waits_while_overlapped():
         step(mem2, inst2, _pair_boxes(0.3 + 0.04 * (t - 1), dy), [0.9, 0.9],
              torch.stack([q(10 * t), q(10 * t + 1)]), ids=[0, 1])
     assert inst2.mem_frames_idx[0, -2:].tolist() == [1, 4]
+
+
+def _run_pair(mem, dys, inst=None):
+    """A at (0.3 + 0.06 (t-1), 0.5) and B shifted down by dys[t-1]; both detected, 0.2 x 0.2; queries 10t, 10t+1."""
+    inst = new_instances(mem, 2) if inst is None else inst
+    for t, dy in enumerate(dys, start=1):
+        step(mem, inst, [[0.3 + 0.06 * (t - 1), 0.5, 0.2, 0.2], [0.3 + 0.06 * (t - 1), 0.5 + dy, 0.2, 0.2]],
+             [0.9, 0.9], torch.stack([q(10 * t), q(10 * t + 1)]), ids=[0, 1])
+        yield t, inst
+
+
+def test_paper_delay_stores_the_storing_frames_own_query():
+    # A and B overlap, by frame: 1/3 (born), 0.026, 1/3, 1/3, 1/7, 0.053
+    dys = [0.1, 0.19, 0.1, 0.1, 0.15, 0.18]
+    mem = SparseMemory(preset="paper", size=4, tau=0.1, ofs="delay", delay_iou=0.1, temporal_gap_reg=0.5)
+    for t, inst in _run_pair(mem, dys):
+        if t == 1:  # born: stores at once although the overlap (1/3) is above delay_iou
+            assert filled(inst) == [1, 1] and inst.mem_bank[:, -1, 0].tolist() == [10.0, 11.0]
+        if t == 2:  # A: overlap 0.026 is low but A has moved only 0.06 < tau
+            assert filled(inst)[0] == 1 and inst.accum_dist[0].item() == pytest.approx(0.06, abs=1e-6)
+        if t in (3, 4, 5):  # A: gate open (0.12, 0.18, 0.24) but overlap 1/3, 1/3, 1/7 > 0.1: waits, accumulates
+            assert filled(inst)[0] == 1
+            assert inst.accum_dist[0].item() == pytest.approx(0.06 * (t - 1), abs=1e-6)
+        # no candidate with delay: best_iou / best_features keep their initial values (reg has nothing to act on)
+        assert inst.best_iou.tolist() == [math.inf, math.inf]
+        assert inst.best_features.abs().sum().item() == 0
+    # A stores at frame 6 (overlap 0.053) frame 6's own query, not the lower-overlap frame 2's (q(20))
+    assert filled(inst)[0] == 2
+    assert inst.mem_frames_idx[0, -2:].tolist() == [1, 6]
+    assert torch.equal(inst.mem_bank[0, -1], q(60))
+    assert inst.accum_dist[0].item() == 0.0
+    # B also moves in y: 0.108 by frame 2 with overlap 0.026 (stores frame 2), then its gate is open from
+    # frame 3 on (0.108, 0.168, 0.246) while overlapped; stores at frame 6
+    assert inst.mem_frames_idx[1, -3:].tolist() == [1, 2, 6]
+    assert inst.mem_bank[1, -3:, 0].tolist() == [11.0, 21.0, 61.0]
+    # OFS (min_iou) on the same frames stores A when the gate opens, at frames 3 (the frame-2 candidate) and 5
+    for _, ofs_inst in _run_pair(SparseMemory(preset="paper", size=4, tau=0.1, ofs="min_iou"), dys):
+        pass
+    assert ofs_inst.mem_frames_idx[0, -3:].tolist() == [1, 3, 5]
+    assert torch.equal(ofs_inst.mem_bank[0, -2], q(20))
+
+
+def test_paper_delay_born_track_stores_at_birth_on_top_of_another():
+    mem = SparseMemory(preset="paper", size=3, tau=0.1, ofs="delay", delay_iou=0.1)
+    inst = new_instances(mem, 2)
+    step(mem, inst, [[0.3, 0.5, 0.2, 0.2], [0.8, 0.5, 0.1, 0.1]], [0.9, 0.9], torch.stack([q(1), q(2)]), ids=[0, -1])
+    assert filled(inst) == [1, 0]
+    # the second query gets its id in frame 2 right on top of A (IoU 1): born, stores regardless
+    step(mem, inst, [[0.3, 0.5, 0.2, 0.2], [0.3, 0.5, 0.2, 0.2]], [0.9, 0.9], torch.stack([q(3), q(4)]), ids=[0, 1])
+    assert filled(inst) == [1, 1]
+    assert inst.mem_frames_idx[:, -1].tolist() == [1, 2]
+    assert torch.equal(inst.mem_bank[1, -1], q(4))
+    assert inst.prev_center[1].tolist() == pytest.approx([0.3, 0.5])
+
+
+def test_paper_delay_overlap_only_with_detected_tracks_and_detect_score_override():
+    # A moves 0.15 in frame 2; C (score 0.6) lands on A.  Run X: detect_score 0.5 (C detected); run Y: the
+    # caller passes detect_score=0.7 to update (C not detected), the module's own value is left as it was.
+    frames = [([[0.2, 0.5, 0.2, 0.2], [0.8, 0.5, 0.2, 0.2]], [q(1), q(2)]),
+              ([[0.35, 0.5, 0.2, 0.2], [0.35, 0.55, 0.2, 0.2]], [q(3), q(4)])]
+    runs = {}
+    for name, kwargs in (("X", {}), ("Y", {"detect_score": 0.7})):
+        mem = SparseMemory(preset="paper", size=3, tau=0.1, ofs="delay", delay_iou=0.1, detect_score=0.5)
+        inst = new_instances(mem, 2)
+        for boxes, queries in frames:
+            step(mem, inst, boxes, [0.9, 0.6], torch.stack(queries), ids=[0, 1], **kwargs)
+        assert mem.detect_score == 0.5
+        runs[name] = inst
+    x, y = runs["X"], runs["Y"]
+    # X: both born in frame 1; in frame 2 both gates are open but A and C overlap (IoU 0.6): nobody stores
+    assert filled(x) == [1, 1] and x.mem_frames_idx[:, -1].tolist() == [1, 1]
+    assert x.accum_dist.tolist() == pytest.approx([0.15, math.hypot(0.45, 0.05)], abs=1e-6)
+    # Y: C is never detected (takes no part, does not count against A): A stores frame 2's query
+    assert filled(y) == [2, 0]
+    assert y.mem_frames_idx[0, -2:].tolist() == [1, 2] and torch.equal(y.mem_bank[0, -1], q(3))
+    assert y.accum_dist.tolist() == [0.0, 0.0] and y.prev_center[1].tolist() == [0.0, 0.0]
+
+
+def test_paper_detect_score_override_min_iou():
+    mem = SparseMemory(preset="paper", size=3, detect_score=0.5)
+    inst = new_instances(mem, 1)
+    step(mem, inst, [[0.5, 0.5, 0.2, 0.2]], [0.6], q(1), ids=[0], detect_score=0.7)
+    assert filled(inst) == [0] and inst.best_iou.item() == math.inf
+    step(mem, inst, [[0.5, 0.5, 0.2, 0.2]], [0.6], q(2), ids=[0])  # the module's own 0.5
+    assert filled(inst) == [1] and torch.equal(inst.mem_bank[0, -1], q(2))
+    # the official preset has no detected test: the keyword changes nothing there
+    off = SparseMemory(preset="official", size=3)
+    a, b = new_instances(off, 1), new_instances(off, 1)
+    first = [[0.3, 0.5, 0.2, 0.2]]
+    step(off, a, [[0.5, 0.5, 0.2, 0.2]], [0.9], q(1), first_boxes=first, detect_score=0.95)
+    step(off, b, [[0.5, 0.5, 0.2, 0.2]], [0.9], q(1), first_boxes=first)
+    for k in off._fields_needed():
+        assert torch.equal(a.get(k), b.get(k)), k
 
 
 def test_paper_missed_frame_changes_nothing():
@@ -309,9 +402,101 @@ def test_official_delay_and_latest_variants():
         results[ofs] = inst
     assert filled(results["min_iou"]) == [1, 1]
     assert results["min_iou"].mem_bank[:, -1].abs().sum().item() == 0.0  # authors' best_iou=0 start
-    assert filled(results["delay"]) == [0, 0]  # overlap 1/3 > 0.1: waits
-    assert results["delay"].accum_dist.tolist() == pytest.approx([0.2, 0.2])
+    # the authors' delay only counts boxes whose bottom edge is strictly higher: equal y2 never blocks
+    assert filled(results["delay"]) == [1, 1]
+    assert results["delay"].mem_bank[:, -1, 0].tolist() == [1.0, 2.0]
     assert results["latest"].mem_bank[:, -1, 0].tolist() == [1.0, 2.0]
+
+
+def test_official_delay_occlusion_counts_only_boxes_with_a_higher_bottom():
+    # A: y 0.4..0.6; B below it, y 0.5..0.7 (IoU(A, B) = 1/3); C beside A with the same bottom, y 0.4..0.6
+    # (IoU(A, C) = 1/3, IoU(B, C) = 1/7).  The authors' mask keeps (i, j) only where y2_j < y2_i, strictly:
+    # B counts A and C against itself (occluded, 1/3 > 0.1); A and C count nothing (B is lower, the other
+    # has the same y2).  All moved 0.2 between decoder layers (trigger open), scores 0.9.
+    boxes = torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.5, 0.6, 0.2, 0.2], [0.6, 0.5, 0.2, 0.2]])
+    first = boxes.clone()
+    first[:, 0] -= 0.2
+    mem = SparseMemory(preset="official", size=3, tau=0.1, ofs="delay", delay_iou=0.1, temporal_gap_reg=0.5)
+    inst = new_instances(mem, 3)
+    assert SparseMemory._overlap_with_higher_boxes(boxes).tolist() == pytest.approx([0.0, 1 / 3, 0.0], rel=1e-5)
+    step(mem, inst, boxes, [0.9, 0.9, 0.9], torch.stack([q(1), q(2), q(3)]), first_boxes=first)
+    assert filled(inst) == [1, 0, 1]
+    assert inst.mem_bank[:, -1, 0].tolist() == [1.0, 0.0, 3.0]  # the frame's own query_pos
+    assert inst.mem_frames_idx[:, -1].tolist() == [1, 0, 1]
+    assert inst.accum_dist.tolist() == pytest.approx([0.0, 0.2, 0.0], abs=1e-6)
+    # frame 2: nobody moves between decoder layers; B drops to y 0.75..0.95, clear of A and C.  B's store
+    # was due since frame 1 (accum 0.2 kept): it stores now, frame 2's query.  A and C: nothing due.
+    boxes2 = boxes.clone()
+    boxes2[1, 1] = 0.85
+    step(mem, inst, boxes2, [0.9, 0.9, 0.9], torch.stack([q(4), q(5), q(6)]))
+    assert filled(inst) == [1, 1, 1]
+    assert inst.mem_bank[:, -1, 0].tolist() == [1.0, 5.0, 3.0]
+    assert inst.mem_frames_idx[:, -1].tolist() == [1, 2, 1]
+    assert inst.accum_dist.tolist() == [0.0, 0.0, 0.0]
+    # no candidate with delay: best_iou / best_features keep the authors' initial 0
+    assert inst.best_iou.tolist() == [0.0, 0.0, 0.0] and inst.best_features.abs().sum().item() == 0
+    # swapping which box is lower swaps which one waits
+    inst = new_instances(mem, 2)
+    step(mem, inst, boxes[[1, 0]], [0.9, 0.9], torch.stack([q(1), q(2)]), first_boxes=first[[1, 0]])
+    assert filled(inst) == [0, 1]
+
+
+def test_official_delay_delays_the_forced_gap_store():
+    # A above B (IoU 1/3), nothing moves between decoder layers, scores 0.9, max_frame_gap 3
+    a, b_over, b_clear = [0.5, 0.5, 0.2, 0.2], [0.5, 0.6, 0.2, 0.2], [0.5, 0.9, 0.2, 0.2]
+    mem = SparseMemory(preset="official", size=3, ofs="delay", delay_iou=0.1, max_frame_gap=3)
+    inst = new_instances(mem, 2)
+    for t in range(1, 8):
+        step(mem, inst, [a, b_over if t < 7 else b_clear], [0.9, 0.9], torch.stack([q(t), q(-t)]))
+        if t == 3:
+            assert filled(inst) == [0, 0]  # gap 3 is not > 3
+        if t in (4, 5, 6):  # gap 4, 5, 6 > 3: A stores at 4; B is occluded by A: waits
+            assert filled(inst) == [1, 0]
+    assert inst.mem_frames_idx[:, -1].tolist() == [4, 7]
+    assert inst.mem_bank[:, -1, 0].tolist() == [4.0, -7.0]
+    # without delay the forced gap store is not held back: both store at frame 4
+    plain = SparseMemory(preset="official", size=3, ofs="min_iou", max_frame_gap=3)
+    inst = new_instances(plain, 2)
+    for t in range(1, 5):
+        step(plain, inst, [a, b_over], [0.9, 0.9], torch.stack([q(t), q(-t)]))
+    assert inst.mem_frames_idx[:, -1].tolist() == [4, 4]
+
+
+def test_official_delay_score_gate_applies_to_gap_store_too():
+    mem = SparseMemory(preset="official", size=3, ofs="delay", max_frame_gap=2, store_score=0.8)
+    inst = new_instances(mem, 1)
+    for t, score in enumerate([0.5, 0.5, 0.5, 0.5, 0.8, 0.85], start=1):  # still object, alone
+        step(mem, inst, [[0.5, 0.5, 0.2, 0.2]], [score], q(t))
+        if t == 5:  # gap 5 > 2 since frame 3, but score 0.5, then exactly 0.8 (not > 0.8): no store
+            assert filled(inst) == [0]
+    assert filled(inst) == [1]
+    assert inst.mem_frames_idx[0, -1].item() == 6 and torch.equal(inst.mem_bank[0, -1], q(6))
+    # without delay the gap store ignores the score: frame 3
+    plain = SparseMemory(preset="official", size=3, max_frame_gap=2)
+    inst = new_instances(plain, 1)
+    for t in range(1, 4):
+        step(plain, inst, [[0.5, 0.5, 0.2, 0.2]], [0.5], q(t))
+    assert filled(inst) == [1] and inst.mem_frames_idx[0, -1].item() == 3
+
+
+@pytest.mark.parametrize("preset", ["paper", "official"])
+def test_delay_zero_tracks_and_dtype(preset):
+    mem = SparseMemory(preset=preset, size=2, ofs="delay")
+    inst = new_instances(mem, 0)
+    mem.after_forward(inst, torch.zeros(0, 4), torch.zeros(0, 4))
+    mem.update(inst, detect_score=0.3)
+    assert len(inst) == 0
+    # a float64 query is written into the float32 slot as float32
+    inst = new_instances(mem, 1)
+    first = [[0.2, 0.5, 0.2, 0.2]]
+    step(mem, inst, [[0.5, 0.5, 0.2, 0.2]], [0.9], q(1), ids=[0], first_boxes=first)
+    assert filled(inst) == [1]
+    inst.query_pos = torch.full((1, D), 1 / 3, dtype=torch.float64)
+    inst.pred_boxes = torch.tensor([[0.9, 0.5, 0.2, 0.2]])
+    mem.after_forward(inst, torch.tensor([[0.5, 0.5, 0.2, 0.2]]), inst.pred_boxes)
+    mem.update(inst)
+    assert inst.mem_bank.dtype == torch.float32 and filled(inst) == [2]
+    assert torch.equal(inst.mem_bank[0, -1], torch.full((D,), 1 / 3, dtype=torch.float32))
 
 
 # ------------------------------------------------------------------------------------------ blend
@@ -380,6 +565,11 @@ def reference_update(cfg, inst):
     det = [(not paper) or (inst.obj_idxes[i].item() >= 0 and inst.scores[i].item() >= cfg["detect_score"])
            for i in range(n)]
     fields = {k: inst.get(k).clone() for k in inst.get_fields()}
+    if cfg["ofs"] == "delay":
+        reference_delay(cfg, inst, fields, det, xyxy)
+        for k, v in fields.items():
+            inst.set(k, v)
+        return
     for i in range(n):
         if not det[i]:
             continue
@@ -423,6 +613,49 @@ def reference_update(cfg, inst):
         fields["best_features"][i] = feat
     for k, v in fields.items():
         inst.set(k, v)
+
+
+def reference_shift_in(fields, inst, i, feat):
+    k = inst.mem_bank.shape[1]
+    for s in range(k - 1):
+        fields["mem_bank"][i, s] = inst.mem_bank[i, s + 1]
+        fields["mem_padding_mask"][i, s] = inst.mem_padding_mask[i, s + 1]
+        fields["mem_frames_idx"][i, s] = inst.mem_frames_idx[i, s + 1]
+    fields["mem_bank"][i, k - 1] = feat
+    fields["mem_padding_mask"][i, k - 1] = False
+    fields["mem_frames_idx"][i, k - 1] = inst.frame_idx[i]
+    fields["accum_dist"][i] = 0.0
+
+
+def reference_delay(cfg, inst, fields, det, xyxy):
+    """--ofs delay, track by track: no candidate (best_* untouched), a store writes this frame's query.
+    Comparisons on float32 scalar tensors, as in the module."""
+    n = len(inst)
+    paper = cfg["preset"] == "paper"
+    for i in range(n):
+        if not det[i]:
+            continue
+        o = torch.tensor(0.0)
+        if paper:
+            born = bool(inst.mem_padding_mask[i].all())
+            if not born:
+                fields["accum_dist"][i] = inst.accum_dist[i] + torch.norm(inst.pred_boxes[i, :2] - inst.prev_center[i])
+            fields["prev_center"][i] = inst.pred_boxes[i, :2]
+            for j in range(n):
+                if j != i and det[j]:
+                    o = torch.maximum(o, torchvision.ops.box_iou(xyxy[i:i + 1], xyxy[j:j + 1])[0, 0])
+            gate = cfg["mode"] == "dense" or bool(fields["accum_dist"][i] >= cfg["tau"])
+            store = born or (gate and bool(o <= cfg["delay_iou"]))
+        else:
+            # the authors' e98d85a: only boxes j with y2_j < y2_i (strictly) count against i
+            for j in range(n):
+                if j != i and bool(xyxy[j, 3] < xyxy[i, 3]):
+                    o = torch.maximum(o, torchvision.ops.box_iou(xyxy[i:i + 1], xyxy[j:j + 1])[0, 0])
+            gap = (inst.frame_idx[i] - inst.mem_frames_idx[i, -1]).item()
+            trigger = cfg["mode"] == "dense" or gap > cfg["max_frame_gap"] or bool(inst.accum_dist[i] > cfg["tau"])
+            store = trigger and not bool(o > cfg["delay_iou"]) and bool(inst.scores[i] > cfg["store_score"])
+        if store:
+            reference_shift_in(fields, inst, i, inst.query_pos[i])
 
 
 def reference_after_forward(cfg, inst, first, last):
@@ -523,6 +756,27 @@ def test_dense_equals_tau_zero_with_latest(seed, n0, frames, size):
     dense = run_sequence(SparseMemory(preset="official", mode="dense", ofs="latest", size=size), seq, n0)
     tau0 = run_sequence(SparseMemory(preset="official", tau=0.0, ofs="latest", size=size), seq, n0)
     assert_histories_equal(dense, tau0)
+
+
+@FAST
+@given(seed=st.integers(0, 2 ** 31 - 1), n0=st.integers(0, 4), frames=st.integers(1, 6),
+       preset=st.sampled_from(["paper", "official"]), mode=st.sampled_from(["sparse", "dense"]),
+       tau=st.sampled_from([0.0, 0.1]), max_frame_gap=st.integers(1, 3))
+def test_delay_with_delay_iou_one_stores_as_the_undelayed_gate(seed, n0, frames, preset, mode, tau, max_frame_gap):
+    # IoU <= 1, so delay_iou = 1 never holds a store back: delay stores exactly where the undelayed gate
+    # opens, the current query, i.e. as ofs='latest' (official: with every score above store_score, since
+    # the authors' delayed gap store is score-gated and the undelayed one is not).  best_* never move.
+    kw = dict(preset=preset, mode=mode, tau=tau, max_frame_gap=max_frame_gap, store_score=0.0, size=2)
+    seq = random_frames(seed, n0, frames)
+    delayed = run_sequence(SparseMemory(ofs="delay", delay_iou=1.0, **kw), seq, n0)
+    latest = run_sequence(SparseMemory(ofs="latest", **kw), seq, n0)
+    start = math.inf if preset == "paper" else 0.0
+    for d, l in zip(delayed, latest):
+        for k in d:
+            if k in ("best_iou", "best_features"):
+                assert bool((d["best_iou"] == start).all()) and bool((d["best_features"] == 0).all())
+            else:
+                assert torch.equal(d[k], l[k]), k
 
 
 # -------------------------------------------------------------------------------------- config
