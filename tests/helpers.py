@@ -57,3 +57,13 @@ def frame_input(frame_uint8: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
     return (((frame_uint8.permute(2, 0, 1).float() / 255.0) - mean) / std)[None]
+
+
+def standin_state_dict(extra_argv=()):
+    """Stand-in weights (the parity fixtures' rule) for the MOTRv2 of configs/motrv2.args + `extra_argv`."""
+    from main import get_args_parser
+    from models import build_model
+    model, _, _ = build_model(get_args_parser().parse_args(motrv2_argv(extra_argv)))
+    make_tensor = load_weights_module().make_tensor
+    return {name: make_tensor(name, tuple(t.shape), str(t.dtype).replace("torch.", ""))
+            for name, t in model.state_dict().items()}

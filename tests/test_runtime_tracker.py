@@ -4,7 +4,8 @@ import torch
 import torchvision
 from hypothesis import given, settings, strategies as st
 
-from models.motr import RuntimeTrackerBase, TrackerPostProcess
+from models.motr import RuntimeTrackerBase
+from models.tracker import pixel_boxes, select_output
 from models.structures import Instances, box_cxcywh_to_xyxy
 
 
@@ -69,9 +70,9 @@ def test_suppressed_track_counts_a_miss_and_a_suppressed_query_gets_no_id():
     assert tracks.obj_idxes.tolist() == [0, 1, -1, 3]  # the duplicate query is not born
     assert tracks.disappear_time.tolist() == [0, 1, 0, 0]
     assert tracks.scores.tolist()[1] == 0.0 and base.max_obj_id == 4
-    # The post-processing (which recomputes scores from the logits) drops the suppressed boxes too.
-    shown = TrackerPostProcess()(tracks, (10, 10)).scores
-    assert (shown >= 0.5).tolist() == [True, False, False, True]
+    # The output filter (scores are computed once, before the ids) drops the suppressed box.
+    tracks.boxes = pixel_boxes(tracks, (10, 10))
+    assert select_output(tracks, 0.5, area_threshold=0).ids.tolist() == [0, 3]
     tracks.scores = torch.tensor([0.9, 0.7, 0.1, 0.6])
     base.update(tracks)  # second suppressed frame: the miss tolerance (2) ends track 1
     assert tracks.obj_idxes.tolist() == [0, -1, -1, 3]
@@ -95,7 +96,7 @@ def test_bad_nms_iou_is_refused(bad):
 
 @pytest.mark.parametrize("bad", ["0", "1.5", "-0.2"])
 def test_bad_track_nms_iou_is_refused_at_the_command_line(bad, capsys):
-    from submit_dance import get_submit_parser
+    from util.args import get_tracking_parser as get_submit_parser
     with pytest.raises(SystemExit):
         get_submit_parser().parse_args(["--track_nms_iou", bad])
     assert "--track_nms_iou" in capsys.readouterr().err
