@@ -4,10 +4,12 @@
     python tools/benchmark.py --device cuda --sizes 800x1422 --amp fp16
     python tools/benchmark.py --upstream /path/to/MOTRv2     # + upstream's own CPU path, same input/weights
 
-Stand-in weights (shared/parity/weights.py) and a synthetic frame with 60 proposals; the first
+Stand-in weights (util/standin_weights.py) and a synthetic frame with 60 proposals; the first
 frame is a warm-up and tracks carry over between frames, as when tracking.  Every variant runs in
 this process on the same inputs, interleaved, so a busy machine slows them alike; ratios are
-against the "plain" path: reference (grid_sample) attention, torch.no_grad.
+against the "plain" path: reference (grid_sample) attention, torch.no_grad.  The last rows are the
+two ways users run the tracker: submit_dance.py's step (`Tracker.track` on a decoded, resized frame)
+and the Python API (`Tracker.update(dets, bgr_frame)`, resize included), with their ratio.
 """
 import argparse
 import contextlib
@@ -26,7 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from models.ms_deform_attn import MSDeformAttn  # noqa: E402
-from tests.helpers import PARITY  # noqa: E402
+from models.tracker import Tracker, TrackerConfig  # noqa: E402
+from util.device import autocast_context  # noqa: E402
 
 STAGES = ("image loading", "backbone", "encoder", "decoder", "memory", "post-processing")
 
@@ -69,12 +72,11 @@ class StageTimer:
 def build_model(memory: bool, device):
     from main import get_args_parser
     from models import build_model as build
-    sys.path.insert(0, str(PARITY))
-    from weights import make_state_dict
+    from util.standin_weights import make_state_dict
     argv = (REPO / "configs" / "motrv2.args").read_text().split()
     argv += ["--memory", "sparse"] if memory else ["--memory", "none"]
     model, _, _ = build(get_args_parser().parse_args(argv))
-    model.load_state_dict(make_state_dict())
+    model.load_state_dict(make_state_dict(model.state_dict()))
     return model.eval().to(device)
 
 
@@ -92,36 +94,50 @@ class VariantRunner:
     """One configuration (model, attention path, grad mode, amp) tracking its own frames; variants
     take turns frame by frame so that load on a shared machine hits them alike."""
 
-    def __init__(self, model, device, fast_attention: bool, inference_mode: bool, amp: str = "off"):
+    def __init__(self, model, device, fast_attention: bool, inference_mode: bool, amp: str = "off",
+                 path: str = "upstream_api"):
+        """`path`: upstream_api (`model.inference_single_image`), tracker (`Tracker.track`, as
+        submit_dance.py) or python_api (`Tracker.update` on a BGR frame and pixel boxes)."""
         self.model, self.device = model, device
         self.fast_attention, self.inference_mode, self.amp = fast_attention, inference_mode, amp
+        self.path = path
         self.tracks = None
         self.frames = []  # (total seconds, {stage: seconds}) per timed frame
         model.clear()
+        memory = ("--memory", "sparse") if model.memory is not None else ("--memory", "none")
+        self.tracker = Tracker(model, TrackerConfig(memory=memory[1]), device=device, amp=amp,
+                               input_size=INPUT_RULE)
 
     def step(self, img, proposals, hw, timed: bool = True):
         from datasets.sequences import image_to_input
-        from submit_dance import autocast_context
         model = self.model
         MSDeformAttn.implementation = "auto" if self.fast_attention else "reference"
         timer = StageTimer(self.device)
         timer.wrap(model.backbone, "forward", "backbone")
         timer.wrap(model.transformer.encoder, "forward", "encoder")
         timer.wrap(model.transformer.decoder, "forward", "decoder")
-        if model.memory is not None:
+        memory = self.tracker.memory if self.path != "upstream_api" else model.memory
+        if memory is not None:
             for m in ("blend_decoder_input", "after_forward", "update"):
-                timer.wrap(model.memory, m, "memory")
-        timer.wrap(model.track_base, "update", "post-processing")
+                timer.wrap(memory, m, "memory")
+        timer.wrap(self.tracker.ids if self.path != "upstream_api" else model.track_base, "update", "post-processing")
         timer.wrap(model.track_embed, "forward", "post-processing")
-        timer.wrap(model.post_process, "forward", "post-processing")
         grad = torch.inference_mode() if self.inference_mode else torch.no_grad()
+        rule = INPUT_RULE if hw[0] >= 800 else hw
         try:
             with grad, autocast_context(self.device, self.amp):
                 t0 = time.perf_counter()
-                with timer.stage("image loading"):
-                    x = image_to_input(img, *(INPUT_RULE if hw[0] >= 800 else hw)).to(self.device)[None]
-                self.tracks = model.inference_single_image(x, hw, self.tracks, proposals.to(self.device))[
-                    "track_instances"]
+                if self.path == "python_api":
+                    self.tracker.input_size = rule
+                    self.tracker.update(pixel_dets(proposals, hw), img[..., ::-1])
+                else:
+                    with timer.stage("image loading"):
+                        x = image_to_input(img, *rule).to(self.device)[None]
+                    if self.path == "tracker":
+                        self.tracker.track(x, proposals, hw)
+                    else:
+                        self.tracks = model.inference_single_image(x, hw, self.tracks, proposals.to(self.device))[
+                            "track_instances"]
                 timer._sync()
                 total = time.perf_counter() - t0
         finally:
@@ -139,6 +155,15 @@ class VariantRunner:
 
 
 INPUT_RULE = (800, 1536)  # short side, long-side cap: submit_dance's resize
+
+
+def pixel_dets(proposals: torch.Tensor, hw) :
+    """Normalised cx, cy, w, h, score proposals as the Python API's pixel x1, y1, x2, y2, conf."""
+    h, w = hw
+    p = proposals.double()
+    boxes = torch.stack([(p[:, 0] - p[:, 2] / 2) * w, (p[:, 1] - p[:, 3] / 2) * h,
+                         (p[:, 0] + p[:, 2] / 2) * w, (p[:, 1] + p[:, 3] / 2) * h, p[:, 4]], 1)
+    return boxes.numpy()
 
 
 def peak_mb(device) -> float:
@@ -161,7 +186,7 @@ def run_upstream(upstream: str, hw, frame, reps: int, threads: int) -> float:
         x = image_to_input(img, *(INPUT_RULE if hw[0] >= 800 else hw))
         torch.save({"img": x[None], "proposals": proposals}, os.path.join(tmp, "input.pt"))
         cmd = [sys.executable, str(REPO / "tools" / "_upstream_driver.py"), upstream, os.path.join(tmp, "input.pt"),
-               str(hw[0]), str(hw[1]), str(reps), str(threads), str(PARITY)]
+               str(hw[0]), str(hw[1]), str(reps), str(threads), str(REPO / "util" / "standin_weights.py")]
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=upstream)
         if out.returncode != 0:
             raise RuntimeError(f"upstream run failed:\n{out.stderr[-2000:]}")
@@ -194,11 +219,12 @@ def main(argv=None):
             "+ inference_mode": (plain, True, True, "off"),
             "+ folded BN, channels-last (= ours)": (fused, True, True, "off"),
             "ours + TF-SASM memory": (fused_memory, True, True, "off"),
+            "submit_dance.py step (Tracker.track)": (fused, True, True, "off", "tracker"),
+            "Python API (Tracker.update)": (fused, True, True, "off", "python_api"),
         }
         if args.amp != "off" and device.type == "cuda":
             variants[f"ours + amp {args.amp}"] = (fused, True, True, args.amp)
-        runners = {name: VariantRunner(model, device, fast, infer, amp)
-                   for name, (model, fast, infer, amp) in variants.items()}
+        runners = {name: VariantRunner(*spec[:1], device, *spec[1:]) for name, spec in variants.items()}
         img, proposals = frame
         for i in range(args.frames + 1):  # frame 0 warms up
             for runner in runners.values():
@@ -214,6 +240,8 @@ def main(argv=None):
         ours = results["+ folded BN, channels-last (= ours)"][1]
         mem = results["ours + TF-SASM memory"]
         print(f"memory step: {mem[0]['memory'] * 1000:.1f} ms/frame = {100 * mem[0]['memory'] / mem[1]:.2f}% of the frame")
+        api, step = results["Python API (Tracker.update)"][1], results["submit_dance.py step (Tracker.track)"][1]
+        print(f"Python API / submit_dance.py step: {api / step:.3f}x (resize included in the API's time)")
         if args.upstream:
             up = run_upstream(args.upstream, hw, frame, args.frames, args.threads)
             print(f"upstream MOTRv2 (own CPU path): {up:.3f} s/frame; ours {ours:.3f} s/frame = {ours / up:.2f}x upstream")

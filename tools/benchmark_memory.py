@@ -68,24 +68,27 @@ def time_frame(hw, n_proposals: int, device, reps: int) -> float:
     """Median time of one MOTRv2 frame (plain, no memory) with stand-in weights."""
     from main import get_args_parser
     from models import build_model
-    from tests.helpers import load_weights_module, motrv2_argv
-    args = get_args_parser().parse_args(motrv2_argv(["--memory", "none"]))
-    model, _, _ = build_model(args)
-    model.load_state_dict(load_weights_module().make_state_dict())
+    from models.tracker import Tracker
+    from util.standin_weights import make_state_dict
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    argv = open(os.path.join(repo, "configs", "motrv2.args")).read().split() + ["--memory", "none"]
+    model, _, _ = build_model(get_args_parser().parse_args(argv))
+    model.load_state_dict(make_state_dict(model.state_dict()))
     model.eval().optimize_for_inference().to(device)
+    tracker = Tracker(model, device=device)
     img = torch.randn(1, 3, *hw, device=device)
     g = torch.Generator().manual_seed(1)
     proposals = torch.cat([torch.rand(n_proposals, 2, generator=g) * 0.8 + 0.1,
                            torch.rand(n_proposals, 2, generator=g) * 0.05 + 0.02,
                            torch.rand(n_proposals, 1, generator=g)], 1).to(device)
     times = []
-    with torch.inference_mode():
-        for _ in range(reps + 1):
-            t0 = time.perf_counter()
-            model.inference_single_image(img, hw, None, proposals)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t0)
+    for _ in range(reps + 1):
+        t0 = time.perf_counter()
+        tracker.reset()
+        tracker.track(img, proposals, hw)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
     return statistics.median(times[1:])
 
 
