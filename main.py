@@ -128,6 +128,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     a("--no_progress", action="store_true", help="no tqdm progress bar (logs of long runs)")
     from models.sparse_memory import add_memory_args
     add_memory_args(parser)
+    from datasets.layouts import add_dataset_args
+    add_dataset_args(parser)  # --dataset, --mot17_copy, --split_dir (training and submit_dance.py)
     return parser
 
 

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from datasets.det_db import DetDBError, det_db_key, load_det_db
+from datasets.layouts import split_from_args
 from datasets.sequences import (SequenceError, SequenceFrames, TrackingSequence, collate_single,
                                 list_sequences, read_sequence)
 from main import get_args_parser
@@ -178,8 +179,8 @@ def run(args) -> List[str]:
     rank, world = dist_rank_world()
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
-    split_rel = os.path.join("DanceTrack", args.split)
-    names = list_sequences(os.path.join(args.mot_path, split_rel), args.seqs)[rank::world]
+    layout = split_from_args(args)  # --dataset / --split / --split_dir / --mot17_copy / --seqs
+    names = layout.names[rank::world]
     out_dir = os.path.join(args.output_dir, args.exp_name)
     os.makedirs(out_dir, exist_ok=True)
     todo = [n for n in names if args.overwrite or not os.path.isfile(os.path.join(out_dir, f"{n}.txt"))]
@@ -191,7 +192,7 @@ def run(args) -> List[str]:
     if not todo:
         return [os.path.join(out_dir, f"{n}.txt") for n in names]
     # Everything that can be checked without tracking is checked first: no error after hours of work.
-    sequences = [read_sequence(args.mot_path, os.path.join(split_rel, name)) for name in todo]
+    sequences = layout.read_all(todo)
     det_db_path = resolve_det_db(args)
     det_db = load_det_db(det_db_path)
     if args.missing_detections == "error":

@@ -85,3 +85,34 @@ def proposals_from_detections(dets: np.ndarray, im_w: int, im_h: int) -> torch.T
 def format_det_line(x: float, y: float, w: float, h: float, score: float) -> str:
     """One det_db line, as MOTRv2's make_detdb.py writes it."""
     return f"{x},{y},{w},{h},{score}\n"
+
+
+def read_det_txt(path: str) -> Dict[int, np.ndarray]:
+    """A MOTChallenge public-detection file (`det/det.txt`: `frame,-1,x,y,w,h,score[,...]`) ->
+    {frame: [k, 5] x, y, w, h, score}. A malformed line raises DetDBError naming file and line."""
+    per_frame: Dict[int, list] = {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise DetDBError(f"cannot read detections {path}: {exc}") from None
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) > 7 and parts[-1] == "":
+            parts.pop()
+        try:
+            values = [float(p) for p in parts]
+        except ValueError:
+            values = []
+        if len(values) < 7 or not all(np.isfinite(values[:7])):
+            raise DetDBError(f"{path}:{lineno}: expected 'frame,-1,x,y,w,h,score' (at least 7 numbers), "
+                             f"got {line!r}")
+        frame = values[0]
+        if frame != int(frame) or frame < 1:
+            raise DetDBError(f"{path}:{lineno}: frame {parts[0]!r} is not a positive integer")
+        if values[4] < 0 or values[5] < 0:
+            raise DetDBError(f"{path}:{lineno}: negative box size in {line!r}")
+        per_frame.setdefault(int(frame), []).append(values[2:7])
+    return {f: np.asarray(rows, dtype=np.float64).reshape(-1, 5) for f, rows in per_frame.items()}
