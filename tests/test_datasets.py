@@ -272,3 +272,137 @@ def _seqmap(tmp_path, names):
 def test_split_layout_is_a_plain_record():
     layout = SplitLayout("mot17", "/a/MOT17/train", "/a", ["x"])
     assert layout.rel == "MOT17/train"
+
+
+# -- generated SportsMOT-, MOT17- and BFT-layout splits: track, evaluate, train --------------------------
+LAYOUT_SPLIT = {"sportsmot": "val", "mot17": "train", "bft": "val"}
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """One small split of each layout (train + the split tracked), BFT converted from its released layout."""
+    from datasets.synthetic import make_dataset
+    from tools import convert_bft
+    roots = {}
+    for layout, split in LAYOUT_SPLIT.items():
+        root = tmp_path_factory.mktemp(layout)
+        splits = {"train": 1} if split == "train" else {"train": 1, split: 1}
+        make_dataset(root, splits=splits, seed=1, num_frames=6, width=96, height=64, num_dancers=3, layout=layout)
+        if layout == "bft":
+            assert not list(root.glob("BFT/*/*/img1"))  # as released: loose images
+            convert_bft.main(["--bft_root", str(root / "BFT")])
+        roots[layout] = root
+    return roots
+
+
+def test_generated_layouts_are_read(generated):
+    sports = resolve_split(str(generated["sportsmot"]), "sportsmot", "val")
+    seq = sports.read(sports.names[0])
+    assert seq.frames[0][1] == "SportsMOT/val/val0001/img1/000001.jpg"
+    mot = resolve_split(str(generated["mot17"]), "mot17", "train", mot17_copy="all")
+    assert mot.names == ["MOT17-01-DPM", "MOT17-01-FRCNN", "MOT17-01-SDP"]
+    gt = (Path(mot.split_dir) / "MOT17-01-SDP" / "gt" / "gt.txt").read_text().splitlines()
+    assert all(len(line.split(",")) == 9 and line.split(",")[6:8] == ["1", "1"] for line in gt)
+    assert read_det_txt(str(Path(mot.split_dir) / "MOT17-01-DPM" / "det" / "det.txt"))
+    bft = resolve_split(str(generated["bft"]), "bft", "val")
+    seq = bft.read(bft.names[0])
+    assert seq.frames[-1] == (6, "BFT/val/val0001/img1/000006.jpg") and seq.width == 96
+    db = json.loads((generated["bft"] / "det_db_synthetic.json").read_text())
+    assert all(det_db_key(rel) in db for _, rel in seq.frames)
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUT_SPLIT))
+def test_generated_layout_tracks_and_evaluates(generated, small_ckpt, tmp_path, layout):
+    root, split = generated[layout], LAYOUT_SPLIT[layout]
+    extra = ["--dataset", layout, "--split", split]
+    det_db = root / "det_db_synthetic.json"
+    if layout == "mot17":  # the public detections, for the three copies
+        det_db = tmp_path / "public.json"
+        make_detdb.main(["--from_det_txt", "--dataset", "mot17", "--mot17_copy", "all", "--mot_path", str(root),
+                         "--split", "train", "--output", str(det_db)])
+        extra += ["--mot17_copy", "all"]
+    code, err = run_submit(*submit_argv(small_ckpt, root, det_db, tmp_path, *extra))
+    assert code == 0, err
+    layout_split = resolve_split(str(root), layout, split, mot17_copy="all")
+    out = tmp_path / "run"
+    assert sorted(p.name for p in out.iterdir()) == [f"{n}.txt" for n in layout_split.names]
+    res = evaluate(layout_split.split_dir, out)
+    assert res["benchmark"] == layout and sorted(res["per_sequence"]) == layout_split.names
+    assert 0 <= res["combined"]["HOTA"] <= 100
+
+
+def test_convert_bft_errors_name_file_and_line(tmp_path):
+    from tools import convert_bft
+    seq = tmp_path / "BFT" / "val" / "s1"
+    seq.mkdir(parents=True)
+    shutil.copy(MINI / "train" / "MOT17-02-FRCNN" / "img1" / "000001.jpg", seq / "000001.jpg")
+    ann = tmp_path / "BFT" / "annotations_mot" / "val" / "s1.txt"
+    ann.parent.mkdir(parents=True)
+    ann.write_text("1,1,10,10,5,5,1,-1,-1,-1\n1,2,10,x,5,5\n")
+    with pytest.raises(SystemExit, match=f"{ann}:2"):
+        convert_bft.main(["--bft_root", str(tmp_path / "BFT")])
+    assert (seq / "000001.jpg").is_file() and not (seq / "img1").exists()  # nothing moved
+    ann.write_text("3,1,10,10,5,5\n")
+    with pytest.raises(SystemExit, match="frame 3 but"):
+        convert_bft.main(["--bft_root", str(tmp_path / "BFT")])
+
+
+TINY_TRAIN = ("--meta_arch motr --dataset_file e2e_dance --backbone resnet18 --with_box_refine "
+              "--query_interaction_layer QIMv2 --hidden_dim 64 --nheads 4 --enc_layers 1 --dec_layers 2 "
+              "--dim_feedforward 128 --num_feature_levels 3 --num_queries 5 --dropout 0 --merger_dropout 0 "
+              "--batch_size 1 --sample_mode random_interval --sample_interval 1 --sampler_lengths 2 "
+              "--train_scales 64 --train_max_size 96 --train_crop_scales 64 --train_crop_size 48 64 "
+              "--num_workers 0 --device cpu --no_progress --det_db det_db_synthetic.json --epochs 1").split()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", sorted(LAYOUT_SPLIT))
+def test_generated_layout_trains_a_few_steps(generated, layout, tmp_path):
+    import engine
+    from datasets.dance import build_dataset, collate_fn
+    from main import get_args_parser
+    from models.motr import build
+    args = get_args_parser().parse_args(TINY_TRAIN + ["--mot_path", str(generated[layout]), "--dataset", layout,
+                                                      "--lr", "2e-3"])
+    dataset = build_dataset("train", args)
+    assert len(dataset) > 0 and all(v.startswith({"sportsmot": "SportsMOT", "mot17": "MOT17",
+                                                  "bft": "BFT"}[layout]) for v in dataset.labels_full)
+    if layout == "mot17":  # one copy per video
+        assert list(dataset.labels_full) == ["MOT17/train/MOT17-01-FRCNN"]
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        engine.seed_everything(0)
+        model, criterion, _ = build(args)
+        clip = collate_fn([dataset[0]])
+        optimizer = engine.build_optimizer(model, args)
+        losses = [engine.train_one_epoch(model, criterion, [clip], optimizer, torch.device("cpu"), step,
+                                         args.clip_max_norm, progress=False)["loss"] for step in range(3)]
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
+
+
+def test_dataset_file_mixes_datasets_and_mot17_keeps_pedestrians(generated, tmp_path):
+    from datasets.dance import read_mot_gt, training_datasets
+    from main import get_args_parser
+    parse = get_args_parser().parse_args
+    assert training_datasets(parse(["--dataset_file", "e2e_dance", "--dataset", "mot17"])) == ["mot17"]
+    assert training_datasets(parse(["--dataset_file", "dancetrack+e2e_mot17,crowdhuman"])) == ["dancetrack", "mot17"]
+    with pytest.raises(ValueError, match="unknown dataset 'kitti'"):
+        training_datasets(parse(["--dataset_file", "kitti"]))
+    labels = read_mot_gt(str(MINI / "train" / "MOT17-02-FRCNN" / "gt" / "gt.txt"), pedestrians_only=True)
+    lines = [line.split(",") for line in (MINI / "train" / "MOT17-02-FRCNN" / "gt" / "gt.txt").read_text().splitlines()]
+    assert sum(len(v) for v in labels.values()) == sum(1 for f in lines if f[6] == "1" and f[7] == "1")
+    # two datasets in one training set: ids stay unique across them
+    mixed = tmp_path / "mixed"
+    for layout in ("sportsmot", "bft"):
+        for sub in generated[layout].iterdir():
+            dst = mixed / sub.name
+            if sub.is_dir() and not dst.exists():
+                shutil.copytree(sub, dst)
+    from datasets.dance import DetMOTDetection
+    args = parse(TINY_TRAIN + ["--mot_path", str(mixed), "--dataset_file", "sportsmot,bft", "--det_db", ""])
+    ds = DetMOTDetection(args)
+    assert sorted(v.split("/")[0] for v in ds.labels_full) == ["BFT", "SportsMOT"]
+    assert sorted(ds.video_dict.values()) == [0, 1]

@@ -28,7 +28,7 @@ Benchmarks (``--benchmark``; default inferred from the folder, see ``infer_bench
   copies the tracker folder has files for are scored (``-FRCNN`` results: the FRCNN copies).
 * ``dancetrack``, ``sportsmot``, ``bft``: every gt box is a target (the class and consider
   columns are not read), which is what these benchmarks' own TrackEval runs amount to on their
-  ground truth (all rows ``1,1,1``, or class -1 in BFT).
+  ground truth (every row ``1,1,1``; BFT after tools/convert_bft.py).
 
 Every row carries HOTA, DetA, AssA, MOTA, IDF1 (percent) and the counts IDSW, FP, FN, MT, PT,
 ML and Frag (TrackEval's CLEAR: CLR_FP, CLR_FN, MT, PT, ML, Frag).
