@@ -406,3 +406,22 @@ def test_dataset_file_mixes_datasets_and_mot17_keeps_pedestrians(generated, tmp_
     ds = DetMOTDetection(args)
     assert sorted(v.split("/")[0] for v in ds.labels_full) == ["BFT", "SportsMOT"]
     assert sorted(ds.video_dict.values()) == [0, 1]
+
+
+def test_ablation_scripts_pass_dataset_through():
+    import os
+    import subprocess
+    from tests.helpers import REPO
+    env = {k: v for k, v in os.environ.items() if k not in ("SEQS", "ONLY", "EXTRA_ARGS", "OUT", "SPLIT")}
+
+    def dry(**extra):
+        return subprocess.run(["bash", str(REPO / "tools/ablation/table6_tau.sh"), "ck.pth", "nodata", "db.json", "val"],
+                              env={**env, "DRY_RUN": "1", **extra}, capture_output=True, text=True, timeout=60)
+    done = dry(DATASET="mot17", MOT17_COPY="SDP")
+    assert done.returncode == 0, done.stderr
+    assert "--dataset mot17 --mot17_copy SDP" in done.stdout
+    assert "--benchmark mot17" in done.stdout and "nodata/MOT17/val" in done.stdout
+    plain = dry()
+    assert plain.returncode == 0 and " --dataset " not in plain.stdout and "--benchmark" not in plain.stdout
+    bad = dry(DATASET="kitti")
+    assert bad.returncode == 2 and "DATASET must be" in bad.stderr
