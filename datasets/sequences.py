@@ -82,8 +82,7 @@ def read_sequence(mot_path: str, relpath: str) -> TrackingSequence:
     if im_ext and not im_ext.startswith("."):
         im_ext = "." + im_ext
     files = [f for f in os.listdir(img_dir)
-             if (f.lower().endswith(im_ext) if im_ext else f.lower().endswith(IMAGE_EXTENSIONS))
-             and os.path.isfile(os.path.join(img_dir, f))]
+             if (f.lower().endswith(im_ext) if im_ext else f.lower().endswith(IMAGE_EXTENSIONS))]
     if not files:
         what = f"*{im_ext} images (imExt in {ini})" if im_ext else "images"
         raise SequenceError(f"sequence {seq_dir} has no {what} in {im_dir}/")
