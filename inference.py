@@ -17,8 +17,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from datasets.det_db import DetDBError, det_db_key, load_det_db
-from datasets.sequences import (SequenceError, SequenceFrames, TrackingSequence, collate_single,
-                                list_sequences, read_sequence)
+from datasets.layouts import split_from_args
+from datasets.sequences import SequenceError, SequenceFrames, TrackingSequence, collate_single
 from models.tracker import Tracker, TrackerConfig, build_network, mot_lines, track_frame
 from util.device import dist_rank_world, rank_device, resolve_device
 from util.fileio import stale_temp_files, write_atomic
@@ -171,15 +171,6 @@ def track_sequence(trackers: Sequence[Tracker], frames: SequenceFrames, num_work
     return lines
 
 
-def split_sequences(args, rank: int = 0, world: int = 1) -> List[str]:
-    """This rank's sequence names of the split (`--seqs` or all), and the split's path below --mot_path."""
-    return list_sequences(os.path.join(args.mot_path, split_relpath(args)), args.seqs)[rank::world]
-
-
-def split_relpath(args) -> str:
-    return os.path.join("DanceTrack", args.split)
-
-
 def run(args, variants: Optional[List[Variant]] = None, progress: bool = True) -> Dict[str, List[str]]:
     """Track every unfinished (sequence, variant) of the split; returns each variant's result files
     of this rank. Variants whose file of a sequence exists skip it (unless --overwrite)."""
@@ -188,7 +179,8 @@ def run(args, variants: Optional[List[Variant]] = None, progress: bool = True) -
     variants = variants if variants is not None else run_variants(args)
     rank, world = dist_rank_world()
     device = rank_device(resolve_device(args.device), rank, world)
-    names = split_sequences(args, rank, world)
+    layout = split_from_args(args)  # --dataset / --split / --split_dir / --mot17_copy / --seqs
+    names = layout.names[rank::world]
     files = {v.name: [os.path.join(v.out_dir, f"{n}.txt") for n in names] for v in variants}
     todo: Dict[str, List[Variant]] = {}
     skipped = 0
@@ -208,7 +200,7 @@ def run(args, variants: Optional[List[Variant]] = None, progress: bool = True) -
         return files
     # Everything that can be checked without tracking is checked first: no error after hours of work.
     order = [n for n in names if n in todo]
-    sequences = {n: read_sequence(args.mot_path, os.path.join(split_relpath(args), n)) for n in order}
+    sequences = dict(zip(order, layout.read_all(order)))
     det_db_path = resolve_det_db(args)
     det_db = load_det_db(det_db_path)
     if args.missing_detections == "error":

@@ -1,6 +1,15 @@
-"""DanceTrack training clips for MOTRv2 (upstream's `DetMOTDetection`).
+"""DanceTrack (and SportsMOT, MOT17, BFT) training clips for MOTRv2 (upstream's `DetMOTDetection`).
 
-Layout read (paths relative to `--mot_path`):
+Which training sets: `--dataset_file`, one name or several joined by `,` or `+` to mix them
+(`dancetrack`, `sportsmot`, `mot17`, `bft`, and `crowdhuman` for --append_crowd); upstream's
+`e2e_dance` (and main.py's default `coco`) stand for `--dataset` (default dancetrack). Each is
+read from its train split as datasets/layouts.py finds it (`<mot_path>/MOT17/train/...`), or
+from `--split_dir` when given. MOT17 keeps one copy per video (--mot17_copy, FRCNN for `all`)
+and only its pedestrians (class 1) with the consider flag set; the others keep every box with
+the flag set that is not a MOTChallenge non-person class. Frame files are found in img1/ by
+number, whatever the digits; det_db keys follow them.
+
+DanceTrack's layout (paths relative to `--mot_path`):
 
     DanceTrack/train/<seq>/gt/gt.txt            frame,id,x,y,w,h,mark,label,... (MOTChallenge)
     DanceTrack/train/<seq>/img1/00000001.jpg     frames, 1-based, 8 digits
@@ -30,7 +39,9 @@ import cv2
 import numpy as np
 import torch
 
-from datasets.det_db import load_det_db, parse_det_lines
+from datasets.det_db import det_db_key, load_det_db, parse_det_lines
+from datasets.layouts import DATASETS, resolve_split
+from datasets.sequences import IMAGE_EXTENSIONS, SequenceError
 from datasets.transforms import FixedMotRandomShift, make_mot_transforms
 from models.structures import Instances
 
@@ -49,9 +60,10 @@ def read_image_rgb(path: str) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def read_mot_gt(gt_path: str) -> Dict[int, np.ndarray]:
+def read_mot_gt(gt_path: str, pedestrians_only: bool = False) -> Dict[int, np.ndarray]:
     """MOTChallenge gt.txt -> {frame: [k, 5] array of x, y, w, h, track id}, keeping only
-    boxes marked to evaluate (mark != 0) that are people."""
+    boxes marked to evaluate (mark != 0) that are people (`pedestrians_only`: class 1, MOT17's
+    pedestrians, only)."""
     try:
         table = np.loadtxt(gt_path, delimiter=",", ndmin=2, usecols=range(8))
     except (ValueError, IndexError) as err:
@@ -59,7 +71,10 @@ def read_mot_gt(gt_path: str) -> Dict[int, np.ndarray]:
                          f"(frame,id,x,y,w,h,mark,label per line): {err}") from None
     if table.size == 0:
         return {}
-    keep = (table[:, 6] != 0) & ~np.isin(table[:, 7].astype(np.int64), NON_PERSON_LABELS)
+    if pedestrians_only:
+        keep = (table[:, 6] != 0) & (table[:, 7].astype(np.int64) == 1)
+    else:
+        keep = (table[:, 6] != 0) & ~np.isin(table[:, 7].astype(np.int64), NON_PERSON_LABELS)
     table = table[keep]
     frames = table[:, 0].astype(np.int64)
     order = np.argsort(frames, kind="stable")  # keep file order within a frame
@@ -67,6 +82,38 @@ def read_mot_gt(gt_path: str) -> Dict[int, np.ndarray]:
     starts = np.flatnonzero(np.r_[True, frames[1:] != frames[:-1]])
     per_frame = np.split(table[:, [2, 3, 4, 5, 1]], starts[1:])
     return {int(frames[s]): boxes for s, boxes in zip(starts, per_frame)}
+
+
+def training_datasets(args) -> List[str]:
+    """The datasets named by --dataset_file (module docstring); `crowdhuman` is left to --append_crowd."""
+    names = []
+    for part in str(getattr(args, "dataset_file", "") or "").replace("+", ",").split(","):
+        name = part.strip().lower()
+        if name.startswith("e2e_") and name != "e2e_dance":
+            name = name[4:]
+        if name in ("", "e2e_dance", "coco"):
+            name = getattr(args, "dataset", None) or "dancetrack"
+        if name == "crowdhuman":
+            continue
+        if name not in DATASETS:
+            raise ValueError(f"--dataset_file {args.dataset_file!r}: unknown dataset {part.strip()!r} "
+                             f"(expected {', '.join(DATASETS)}, crowdhuman or e2e_dance)")
+        if name not in names:
+            names.append(name)
+    return names or [getattr(args, "dataset", None) or "dancetrack"]
+
+
+def _frame_files(seq_dir: str) -> Dict[int, str]:
+    """{frame number: file name} of the images in img1/ (numeric names, any number of digits)."""
+    img_dir = os.path.join(seq_dir, "img1")
+    if not os.path.isdir(img_dir):
+        return {}
+    out = {}
+    for name in os.listdir(img_dir):
+        stem, ext = os.path.splitext(name)
+        if ext.lower() in IMAGE_EXTENSIONS and stem.isdigit():
+            out.setdefault(int(stem), name)
+    return out
 
 
 def _is_crowd(ann: dict) -> bool:
@@ -95,26 +142,43 @@ class DetMOTDetection(torch.utils.data.Dataset):
         self.period_idx = 0
         self.current_epoch = 0
 
-        split_path = os.path.join(self.mot_path, self.split_dir)
-        if not os.path.isdir(split_path):
-            raise FileNotFoundError(f"DanceTrack training split not found: {split_path}")
         self.labels_full: Dict[str, Dict[int, np.ndarray]] = {}
         self.video_dict: Dict[str, int] = {}
         self.vid_tmax: Dict[str, int] = {}
+        self.frame_files: Dict[str, Dict[int, str]] = {}
+        self.vid_root: Dict[str, str] = {}
         self.indices: List[Tuple[str, int]] = []
-        for seq in sorted(os.listdir(split_path)):
-            if seq == "seqmap" or not os.path.isdir(os.path.join(split_path, seq)):
-                continue
-            vid = f"{self.split_dir}/{seq}"
-            labels = read_mot_gt(os.path.join(self.mot_path, vid, "gt", "gt.txt"))
-            if not labels:
-                continue
-            self.labels_full[vid] = labels
-            self.video_dict[vid] = len(self.video_dict)
-            t_min, t_max = min(labels), max(labels)
-            self.vid_tmax[vid] = t_max
-            # Start frames leave room for a clip at interval 1 (as upstream).
-            self.indices.extend((vid, t) for t in range(t_min, t_max + 1 - self.num_frames_per_batch))
+        datasets = training_datasets(args)
+        split_dir = getattr(args, "split_dir", None)
+        if split_dir is not None and len(datasets) > 1:
+            raise ValueError("--split_dir replaces the training set: give one dataset in --dataset_file")
+        copy = getattr(args, "mot17_copy", "FRCNN")
+        for dataset in datasets:
+            try:  # one copy of each MOT17 video: the three share their frames and gt
+                layout = resolve_split(self.mot_path, dataset, "train", split_dir,
+                                       "FRCNN" if copy == "all" else copy)
+            except SequenceError as exc:
+                raise FileNotFoundError(f"{dataset} training split: {exc}") from None
+            for seq in layout.names:
+                vid = f"{layout.rel}/{seq}"
+                seq_dir = os.path.join(layout.key_root, vid)
+                gt_path = os.path.join(seq_dir, "gt", "gt.txt")
+                if not os.path.isfile(gt_path):
+                    continue
+                labels = read_mot_gt(gt_path, pedestrians_only=dataset == "mot17")
+                if not labels:
+                    continue
+                self.labels_full[vid] = labels
+                self.video_dict[vid] = len(self.video_dict)
+                self.frame_files[vid] = _frame_files(seq_dir)
+                self.vid_root[vid] = layout.key_root
+                t_min, t_max = min(labels), max(labels)
+                self.vid_tmax[vid] = t_max
+                # Start frames leave room for a clip at interval 1 (as upstream).
+                self.indices.extend((vid, t) for t in range(t_min, t_max + 1 - self.num_frames_per_batch))
+        if not self.labels_full and not getattr(args, "append_crowd", False):
+            raise FileNotFoundError(f"no training sequence with gt/gt.txt in {', '.join(datasets)} under "
+                                    f"{split_dir or self.mot_path}")
 
         self.ch_dir = Path(self.mot_path) / "crowdhuman"
         self.ch_indices: List[Tuple[str, list]] = []
@@ -171,11 +235,17 @@ class DetMOTDetection(torch.utils.data.Dataset):
         }
 
     def _load_frame(self, vid: str, frame: int) -> Tuple[np.ndarray, dict]:
-        img_path = os.path.join(self.mot_path, vid, "img1", f"{frame:08d}.jpg")
-        img = read_image_rgb(img_path)
+        files = self.frame_files.get(vid) or {}
+        name = files.get(frame)
+        if name is None:  # not there when the dataset was built: name the file it should be
+            sample = next(iter(files.values()), "00000000.jpg")
+            stem, ext = os.path.splitext(sample)
+            name = f"{frame:0{len(stem)}d}{ext}"
+        rel = f"{vid}/img1/{name}"
+        img = read_image_rgb(os.path.join(self.vid_root.get(vid, self.mot_path), rel))
         gt = self.labels_full[vid].get(frame, np.zeros((0, 5)))
         obj_ids = torch.as_tensor(gt[:, 4] + self.video_dict[vid] * OBJ_ID_OFFSET_PER_VIDEO, dtype=torch.float64)
-        dets = self._detections(f"{vid}/img1/{frame:08d}.txt", f"frame {frame} of {vid}")
+        dets = self._detections(det_db_key(rel), f"frame {frame} of {vid}")
         return img, self._make_target(gt[:, :4], obj_ids, dets)
 
     def _load_crowd(self, index: int) -> Tuple[List[np.ndarray], List[dict]]:

@@ -91,3 +91,34 @@ def format_det_lines(dets: np.ndarray) -> List[str]:
     """[n, 5] x, y, w, h, score (already sorted) -> det_db lines, rounded as MOTRv2's det_db is
     (1 decimal, score 2), so tracking from a saved det_db repeats tracking from the detector."""
     return [f"{x:.1f},{y:.1f},{w:.1f},{h:.1f},{s:.2f}\n" for x, y, w, h, s in np.asarray(dets).tolist()]
+
+
+def read_det_txt(path: str) -> Dict[int, np.ndarray]:
+    """A MOTChallenge public-detection file (`det/det.txt`: `frame,-1,x,y,w,h,score[,...]`) ->
+    {frame: [k, 5] x, y, w, h, score}. A malformed line raises DetDBError naming file and line."""
+    per_frame: Dict[int, list] = {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise DetDBError(f"cannot read detections {path}: {exc}") from None
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) > 7 and parts[-1] == "":
+            parts.pop()
+        try:
+            values = [float(p) for p in parts]
+        except ValueError:
+            values = []
+        if len(values) < 7 or not all(np.isfinite(values[:7])):
+            raise DetDBError(f"{path}:{lineno}: expected 'frame,-1,x,y,w,h,score' (at least 7 numbers), "
+                             f"got {line!r}")
+        frame = values[0]
+        if frame != int(frame) or frame < 1:
+            raise DetDBError(f"{path}:{lineno}: frame {parts[0]!r} is not a positive integer")
+        if values[4] < 0 or values[5] < 0:
+            raise DetDBError(f"{path}:{lineno}: negative box size in {line!r}")
+        per_frame.setdefault(int(frame), []).append(values[2:7])
+    return {f: np.asarray(rows, dtype=np.float64).reshape(-1, 5) for f, rows in per_frame.items()}

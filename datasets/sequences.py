@@ -35,6 +35,7 @@ class TrackingSequence:
     width: Optional[int] = None
     height: Optional[int] = None
     info: Dict[str, str] = field(default_factory=dict)
+    root: Optional[str] = None       # folder the frame paths are relative to, when not mot_path
 
 
 def list_sequences(split_dir: str, names: Optional[Sequence[str]] = None) -> List[str]:
@@ -55,37 +56,61 @@ def _frame_number(filename: str) -> Optional[int]:
     return int(match.group(1)) if match else None
 
 
+def _read_seqinfo(ini: str) -> Dict[str, str]:
+    parser = configparser.ConfigParser()
+    try:
+        parser.read(ini)
+        return dict(parser["Sequence"])
+    except (configparser.Error, KeyError) as exc:
+        raise SequenceError(f"{ini}: not a valid seqinfo.ini ([Sequence] section): {exc}") from exc
+
+
 def read_sequence(mot_path: str, relpath: str) -> TrackingSequence:
-    """Frames and seqinfo of one sequence. Missing seqinfo.ini is inferred from the images
-    (with a warning); gaps in frame numbering are kept (with a warning) so outputs stay aligned
-    with the ground truth's frame numbers."""
+    """Frames and seqinfo of one sequence. Frames are the images of `imDir` (img1) with the
+    suffix `imExt` when seqinfo.ini gives one, in frame-number order whatever the number of
+    digits. Missing seqinfo.ini is inferred from the images (with a warning); gaps in frame
+    numbering are kept (with a warning) so outputs stay aligned with the ground truth's frame
+    numbers."""
     seq_dir = os.path.join(mot_path, relpath)
-    img_dir = os.path.join(seq_dir, "img1")
+    ini = os.path.join(seq_dir, "seqinfo.ini")
+    info = _read_seqinfo(ini) if os.path.isfile(ini) else None
+    im_dir = (info or {}).get("imdir", "img1").strip() or "img1"
+    img_dir = os.path.join(seq_dir, im_dir)
     if not os.path.isdir(img_dir):
-        raise SequenceError(f"no img1 folder in sequence {seq_dir}")
-    files = sorted(f for f in os.listdir(img_dir) if f.lower().endswith(IMAGE_EXTENSIONS))
+        raise SequenceError(f"no {im_dir} folder in sequence {seq_dir}")
+    im_ext = (info or {}).get("imext", "").strip().lower()
+    if im_ext and not im_ext.startswith("."):
+        im_ext = "." + im_ext
+    files = [f for f in os.listdir(img_dir)
+             if (f.lower().endswith(im_ext) if im_ext else f.lower().endswith(IMAGE_EXTENSIONS))]
     if not files:
-        raise SequenceError(f"sequence {seq_dir} has no images in img1/")
+        what = f"*{im_ext} images (imExt in {ini})" if im_ext else "images"
+        raise SequenceError(f"sequence {seq_dir} has no {what} in {im_dir}/")
     numbers = [_frame_number(f) for f in files]
     if any(n is None for n in numbers):  # non-numeric names: number by position, as upstream does
+        files.sort()
         numbers = list(range(1, len(files) + 1))
-    frames = [(n, os.path.join(relpath, "img1", f).replace("\\", "/")) for n, f in zip(numbers, files)]
+    else:
+        order = sorted(range(len(files)), key=lambda i: (numbers[i], files[i]))
+        files, numbers = [files[i] for i in order], [numbers[i] for i in order]
+        if len(set(numbers)) != len(numbers):
+            dup = next(n for n in numbers if numbers.count(n) > 1)
+            names = [f for f, n in zip(files, numbers) if n == dup]
+            raise SequenceError(f"{img_dir}: two images for frame {dup} ({', '.join(names)})")
+    frames = [(n, os.path.join(relpath, im_dir, f).replace("\\", "/")) for n, f in zip(numbers, files)]
     expected = list(range(numbers[0], numbers[0] + len(numbers)))
     if numbers != expected:
         missing = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
         warnings.warn(f"{img_dir}: frame numbers have gaps (missing {missing[:10]}"
                       f"{'...' if len(missing) > 10 else ''}); results keep the file numbers")
     seq = TrackingSequence(name=os.path.basename(relpath.rstrip("/")), relpath=relpath, frames=frames)
-    ini = os.path.join(seq_dir, "seqinfo.ini")
-    if os.path.isfile(ini):
-        parser = configparser.ConfigParser()
+    if info is not None:
+        seq.info = info
         try:
-            parser.read(ini)
-            seq.info = dict(parser["Sequence"])
-        except (configparser.Error, KeyError) as exc:
-            raise SequenceError(f"{ini}: not a valid seqinfo.ini ([Sequence] section): {exc}") from exc
-        seq.width = int(seq.info["imwidth"]) if "imwidth" in seq.info else None
-        seq.height = int(seq.info["imheight"]) if "imheight" in seq.info else None
+            seq.width = int(seq.info["imwidth"]) if "imwidth" in seq.info else None
+            seq.height = int(seq.info["imheight"]) if "imheight" in seq.info else None
+        except ValueError as exc:
+            raise SequenceError(f"{ini}: imWidth/imHeight must be integers ({exc})") from None
         declared = seq.info.get("seqlength", "")
         if declared.isdigit() and int(declared) != len(frames):  # e.g. images lost in a copy
             warnings.warn(f"{ini} declares seqLength={declared} but {img_dir} holds {len(frames)} images "
@@ -93,8 +118,9 @@ def read_sequence(mot_path: str, relpath: str) -> TrackingSequence:
     else:
         first = read_image(os.path.join(mot_path, frames[0][1]))
         seq.height, seq.width = first.shape[:2]
-        seq.info = {"name": seq.name, "imdir": "img1", "seqlength": str(len(frames)),
-                    "imwidth": str(seq.width), "imheight": str(seq.height)}
+        seq.info = {"name": seq.name, "imdir": im_dir, "seqlength": str(len(frames)),
+                    "imwidth": str(seq.width), "imheight": str(seq.height),
+                    "imext": os.path.splitext(files[0])[1]}
         warnings.warn(f"{seq_dir}: no seqinfo.ini; inferred {len(frames)} frames of {seq.width}x{seq.height} "
                       "from the images")
     return seq
@@ -152,7 +178,7 @@ class SequenceFrames(Dataset):
 
     def __getitem__(self, index: int):
         frame_number, relpath = self.seq.frames[index]
-        img = read_image(os.path.join(self.mot_path, relpath))
+        img = read_image(os.path.join(self.seq.root or self.mot_path, relpath))
         h, w = img.shape[:2]
         dets = lookup_detections(self.det_db, det_db_key(relpath), self.missing_detections)
         proposals = proposals_from_detections(dets, w, h)

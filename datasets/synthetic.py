@@ -38,6 +38,17 @@ What makes it a tracking problem rather than a detection one:
 Ground truth boxes are the full (amodal) dancer boxes clipped to the image; a row
 is dropped only when the dancer is completely out of frame.
 
+Other layouts (``layout=`` / ``tools/make_synthetic.py --layout``), so that every reader is
+tested without a download (same people, same detector; det_db keys follow the image paths):
+
+* ``sportsmot``: ``SportsMOT/<split>/<seq>/img1/000001.jpg`` (6 digits), gt as DanceTrack's;
+* ``mot17``: ``MOT17/<split>/MOT17-NN-{DPM,FRCNN,SDP}/`` (each video three times, as released),
+  6-digit frames, gt ``frame,id,x,y,w,h,consider,class,visibility`` (1, 1, the visible fraction)
+  and ``det/det.txt`` (``frame,-1,x,y,w,h,score,-1,-1,-1``, the public-detection file);
+* ``bft``: BFT as released, to test ``tools/convert_bft.py``: images loose in
+  ``BFT/<split>/<seq>/000001.jpg`` and gt in ``BFT/annotations_mot/<split>/<seq>.txt``; det_db
+  keys are those of the converted layout (``BFT/<split>/<seq>/img1/000001.txt``).
+
 Everything is drawn from ``numpy.random.Generator`` streams seeded by
 ``(seed, split, sequence index)``: the same seed gives byte-identical files, and
 adding sequences to a split leaves the earlier ones unchanged.
@@ -68,7 +79,12 @@ __all__ = [
     "make_dataset",
     "format_det_line",
     "det_key",
+    "LAYOUTS",
 ]
+
+LAYOUTS = ("dancetrack", "sportsmot", "mot17", "bft")
+_LAYOUT_ROOTS = {"dancetrack": "DanceTrack", "sportsmot": "SportsMOT", "mot17": "MOT17", "bft": "BFT"}
+MOT17_COPIES = ("DPM", "FRCNN", "SDP")
 
 # Bump when the drawing/motion/detector model changes so stale splits regenerate.
 GENERATOR_VERSION = 1
@@ -523,9 +539,20 @@ def format_det_line(det: Sequence[float]) -> str:
     return f"{x:.2f},{y:.2f},{w:.2f},{h:.2f},{s:.4f}\n"
 
 
-def det_key(split: str, seq: str, frame: int) -> str:
+def det_key(split: str, seq: str, frame: int, layout: str = "dancetrack") -> str:
     """Det_db key of a frame: its image path relative to ``mot_path``, ``.jpg`` -> ``.txt``."""
-    return f"DanceTrack/{split}/{seq}/img1/{frame:08d}.txt"
+    return f"{_LAYOUT_ROOTS[layout]}/{split}/{seq}/img1/{frame:0{_digits(layout)}d}.txt"
+
+
+def _digits(layout: str) -> int:
+    return 8 if layout == "dancetrack" else 6
+
+
+def _layout_names(layout: str, split: str, index: int) -> list:
+    """The folder names of one generated video: three MOT17 copies, else one."""
+    if layout == "mot17":
+        return [f"MOT17-{index + 1:02d}-{copy}" for copy in MOT17_COPIES]
+    return [f"{split}{index + 1:04d}"]
 
 
 def _seq_seed(seed: int, split: str, index: int) -> np.random.SeedSequence:
@@ -540,36 +567,55 @@ def _as_range(value, name: str) -> tuple:
     return int(lo), int(hi)
 
 
-def _write_sequence(seq_dir: Path, name: str, data: SequenceData, jpeg_quality: int) -> None:
-    (seq_dir / "img1").mkdir(parents=True)
-    (seq_dir / "gt").mkdir()
+def _write_sequence(seq_dir: Path, name: str, data: SequenceData, jpeg_quality: int,
+                    layout: str = "dancetrack") -> None:
+    digits = _digits(layout)
+    img_dir = seq_dir if layout == "bft" else seq_dir / "img1"
+    img_dir.mkdir(parents=True)
     for t, frame in enumerate(data.frames, start=1):
-        path = seq_dir / "img1" / f"{t:08d}.jpg"
+        path = img_dir / f"{t:0{digits}d}.jpg"
         if not cv2.imwrite(str(path), frame, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]):
             raise OSError(f"cv2.imwrite failed for {path}")
-    gt_lines = [f"{f},{i},{x},{y},{w},{h},1,1,1\n" for f, i, x, y, w, h in data.gt.tolist()]
+    if layout == "mot17":
+        gt_lines = [f"{f},{i},{x},{y},{w},{h},1,1,{v:.5g}\n"
+                    for (f, i, x, y, w, h), v in zip(data.gt.tolist(), data.visibility.tolist())]
+        det_lines = [f"{t},-1,{x:.2f},{y:.2f},{w:.2f},{h:.2f},{sc:.4f},-1,-1,-1\n"
+                     for t, dets in enumerate(data.dets, start=1) for x, y, w, h, sc in dets.tolist()]
+        (seq_dir / "det").mkdir()
+        (seq_dir / "det" / "det.txt").write_text("".join(det_lines))
+    elif layout == "bft":  # released: gt beside the split, in annotations_mot/<split>/<seq>.txt
+        gt_lines = [f"{f},{i},{x},{y},{w},{h},1,-1,-1,-1\n" for f, i, x, y, w, h in data.gt.tolist()]
+        ann = seq_dir.parent.parent / "annotations_mot" / seq_dir.parent.name
+        ann.mkdir(parents=True, exist_ok=True)
+        (ann / f"{name}.txt").write_text("".join(gt_lines))
+        return  # no seqinfo.ini either: tools/convert_bft.py writes it
+    else:
+        gt_lines = [f"{f},{i},{x},{y},{w},{h},1,1,1\n" for f, i, x, y, w, h in data.gt.tolist()]
+    (seq_dir / "gt").mkdir()
     (seq_dir / "gt" / "gt.txt").write_text("".join(gt_lines))
     (seq_dir / "seqinfo.ini").write_text(
         "[Sequence]\n"
         f"name={name}\n"
         "imDir=img1\n"
-        f"frameRate={FRAME_RATE}\n"
+        f"frameRate={FRAME_RATE if layout == 'dancetrack' else 25}\n"
         f"seqLength={len(data.frames)}\n"
         f"imWidth={data.width}\n"
         f"imHeight={data.height}\n"
         "imExt=.jpg\n")
 
 
-def _split_paths(mot_path: Path, split: str) -> dict:
-    root = mot_path / "DanceTrack"
+def _split_paths(mot_path: Path, split: str, layout: str = "dancetrack") -> dict:
+    root = mot_path / _LAYOUT_ROOTS[layout]
     return {"root": root, "split_dir": root / split, "seqmap": root / f"{split}_seqmap.txt",
             "det_db": root / f"{split}_det_db.json", "manifest": root / f"{split}_synthetic.json"}
 
 
 def make_split(mot_path, split: str = "train", num_seqs: int = 8, num_frames=(60, 100),
                width: int = 320, height: int = 192, num_dancers=(5, 8), seed: int = 0,
-               jpeg_quality: int = 90, overwrite: bool = False, progress: bool = False) -> dict:
-    """Write one synthetic split at ``<mot_path>/DanceTrack/<split>`` (layout: module docstring).
+               jpeg_quality: int = 90, overwrite: bool = False, progress: bool = False,
+               layout: str = "dancetrack") -> dict:
+    """Write one synthetic split at ``<mot_path>/DanceTrack/<split>`` (layout: module docstring;
+    ``layout`` names another dataset's, under its own folder).
 
     ``num_frames`` and ``num_dancers`` are an int or an inclusive ``(lo, hi)`` range drawn
     per sequence. Skips the work when the split's manifest records the same parameters;
@@ -584,13 +630,18 @@ def make_split(mot_path, split: str = "train", num_seqs: int = 8, num_frames=(60
     mot_path = Path(mot_path)
     if not split or "/" in split or split.startswith("."):
         raise ValueError(f"bad split name {split!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
     frames_lo, frames_hi = _as_range(num_frames, "num_frames")
     dancers_lo, dancers_hi = _as_range(num_dancers, "num_dancers")
     params = {"generator_version": GENERATOR_VERSION, "split": split, "num_seqs": int(num_seqs),
               "num_frames": [frames_lo, frames_hi], "width": int(width), "height": int(height),
               "num_dancers": [dancers_lo, dancers_hi], "seed": int(seed), "jpeg_quality": int(jpeg_quality)}
-    paths = _split_paths(mot_path, split)
-    names = [f"{split}{i + 1:04d}" for i in range(int(num_seqs))]
+    if layout != "dancetrack":  # (DanceTrack manifests stay as they were)
+        params["layout"] = layout
+    paths = _split_paths(mot_path, split, layout)
+    videos = [_layout_names(layout, split, i) for i in range(int(num_seqs))]
+    names = [name for video in videos for name in video]
     info = {"split": split, "split_dir": paths["split_dir"], "seqmap": paths["seqmap"],
             "det_db": paths["det_db"], "sequences": names, "params": params}
 
@@ -614,20 +665,24 @@ def make_split(mot_path, split: str = "train", num_seqs: int = 8, num_frames=(60
         new_split.mkdir()
         det_db = {}
         seqs = []
-        for i, name in enumerate(names):
+        for i, video in enumerate(videos):
             seq_seed = _seq_seed(seed, split, i)
             pick = np.random.default_rng(seq_seed.spawn(1)[0])
-            seqs.append((name, seq_seed, int(pick.integers(frames_lo, frames_hi + 1)),
+            seqs.append((video, seq_seed, int(pick.integers(frames_lo, frames_hi + 1)),
                          int(pick.integers(dancers_lo, dancers_hi + 1))))
         bar = None
         if progress:
             from tqdm import tqdm
             bar = tqdm(total=sum(s[2] for s in seqs), desc=f"synthetic {split}", unit="frame")
-        for name, seq_seed, n_frames, n_dancers in seqs:
+        if layout == "bft":  # annotations_mot/<split>/ is written beside new_split, then moved too
+            new_split = tmp / "split" / split
+            new_split.mkdir(parents=True)
+        for video, seq_seed, n_frames, n_dancers in seqs:
             data = simulate_sequence(seq_seed, n_frames, width, height, n_dancers)
-            _write_sequence(new_split / name, name, data, jpeg_quality)
-            for t, det in enumerate(data.dets, start=1):
-                det_db[det_key(split, name, t)] = [format_det_line(d) for d in det.tolist()]
+            for name in video:
+                _write_sequence(new_split / name, name, data, jpeg_quality, layout)
+                for t, det in enumerate(data.dets, start=1):
+                    det_db[det_key(split, name, t, layout)] = [format_det_line(d) for d in det.tolist()]
             if bar is not None:
                 bar.update(n_frames)
         if bar is not None:
@@ -642,6 +697,12 @@ def make_split(mot_path, split: str = "train", num_seqs: int = 8, num_frames=(60
         if paths["split_dir"].exists():
             os.replace(paths["split_dir"], tmp / f"{split}.old")
         os.replace(new_split, paths["split_dir"])
+        if layout == "bft":
+            ann = paths["root"] / "annotations_mot" / split
+            ann.parent.mkdir(exist_ok=True)
+            if ann.exists():
+                shutil.rmtree(ann)
+            os.replace(new_split.parent / "annotations_mot" / split, ann)
         os.replace(tmp / "seqmap.txt", paths["seqmap"])
         os.replace(tmp / "det_db.json", paths["det_db"])
         os.replace(tmp / "manifest.json", paths["manifest"])

@@ -15,3 +15,8 @@ def pytest_sessionstart(session):
         # Parity against these fixtures is how we know the model is right: never pass without them.
         pytest.exit(f"shared fixtures not found at {PARITY.parent}: clone this repository next to shared/ "
                     "or set MOTR_SHARED_DIR", returncode=4)
+
+
+def pytest_configure(config):
+    # Also registered by other branches; a duplicate registration is harmless.
+    config.addinivalue_line("markers", "slow: trains a model for a few steps (seconds to minutes)")

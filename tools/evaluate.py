@@ -20,10 +20,23 @@ We call TrackEval's dataset and metric classes directly rather than its ``Evalua
 not want. The inputs are validated first so that mistakes are reported as
 ``EvaluationInputError`` naming the file and line, instead of TrackEval's generic messages.
 
+Benchmarks (``--benchmark``; default inferred from the folder, see ``infer_benchmark``):
+
+* ``mot17`` (also MOT16/MOT20 folders, and any folder not named after a benchmark): MOT17's
+  rules as above (pedestrians only, distractor classes removed after matching, zero-marked gt
+  boxes ignored). With MOT17's three copies of each video in the gt folder and no seqmap, the
+  copies the tracker folder has files for are scored (``-FRCNN`` results: the FRCNN copies).
+* ``dancetrack``, ``sportsmot``, ``bft``: every gt box is a target (the class and consider
+  columns are not read), which is what these benchmarks' own TrackEval runs amount to on their
+  ground truth (every row ``1,1,1``; BFT after tools/convert_bft.py).
+
+Every row carries HOTA, DetA, AssA, MOTA, IDF1 (percent) and the counts IDSW, FP, FN, MT, PT,
+ML and Frag (TrackEval's CLEAR: CLR_FP, CLR_FN, MT, PT, ML, Frag).
+
 Usage::
 
     python tools/evaluate.py --gt_folder data/DanceTrack/val --tracker_folder out/tracker \
-        [--seqmap val_seqmap.txt] [--json out/tracker/eval.json]
+        [--seqmap val_seqmap.txt] [--json out/tracker/eval.json] [--benchmark mot17]
 
 or from Python: ``evaluate(gt_folder, tracker_folder, seqmap=None) -> dict``.
 """
@@ -47,8 +60,14 @@ from util.fileio import write_atomic  # noqa: E402
 
 PathLike = Union[str, os.PathLike]
 
-# Keys of every result row; all are percentages except IDSW (a count).
-METRIC_KEYS = ("HOTA", "DetA", "AssA", "MOTA", "IDF1", "IDSW")
+# Keys of every result row; percentages, then counts.
+PERCENT_KEYS = ("HOTA", "DetA", "AssA", "MOTA", "IDF1")
+COUNT_KEYS = ("IDSW", "FP", "FN", "MT", "PT", "ML", "Frag")
+METRIC_KEYS = PERCENT_KEYS + COUNT_KEYS
+BENCHMARKS = ("mot17", "dancetrack", "sportsmot", "bft")
+# Folder names (any path component, case-insensitive) that name a benchmark.
+_BENCHMARK_FOLDERS = {"mot16": "mot17", "mot17": "mot17", "mot20": "mot17", "dancetrack": "dancetrack",
+                      "sportsmot": "sportsmot", "bft": "bft"}
 
 # Column layout of MOTChallenge text files (0-based).
 FRAME_COL, ID_COL, CONF_COL, CLASS_COL = 0, 1, 6, 7
@@ -134,7 +153,7 @@ def _split_fields(line: str) -> List[str]:
 
 
 def load_mot_file(path: PathLike, seq_length: int, is_gt: bool,
-                  seqinfo_path: Optional[PathLike] = None) -> np.ndarray:
+                  seqinfo_path: Optional[PathLike] = None, check_classes: bool = True) -> np.ndarray:
     """Parse and validate a MOTChallenge text file; returns an (N, C) float array.
 
     Checks exactly what TrackEval needs to read the file correctly, reporting the first bad
@@ -197,10 +216,11 @@ def load_mot_file(path: PathLike, seq_length: int, is_gt: bool,
     fail_first(ids < 0, lambda i: f"id {int(ids[i])} is negative")
     fail_first(ids > MAX_TRACK_ID, lambda i: f"id {int(ids[i])} exceeds {MAX_TRACK_ID}")
     if is_gt:
-        classes = values[:, CLASS_COL]
-        fail_first(~np.isin(classes, VALID_GT_CLASSES),
-                   lambda i: f"gt class {classes[i]:g} (column 8) is not a MOTChallenge class 1..13 "
-                             f"(1 = pedestrian)")
+        if check_classes:
+            classes = values[:, CLASS_COL]
+            fail_first(~np.isin(classes, VALID_GT_CLASSES),
+                       lambda i: f"gt class {classes[i]:g} (column 8) is not a MOTChallenge class 1..13 "
+                                 f"(1 = pedestrian)")
     elif num_cols > CLASS_COL:
         classes = values[:, CLASS_COL]
         fail_first(classes > 1, lambda i: f"class {classes[i]:g} (column 8) is not pedestrian; "
@@ -231,26 +251,61 @@ def _trackeval():
     return trackeval
 
 
+def infer_benchmark(gt_folder: PathLike, seqs: Sequence[str] = ()) -> str:
+    """The benchmark a gt folder belongs to: the nearest path component named after one
+    (``MOT17``, ``DanceTrack``, ``SportsMOT``, ``BFT``; MOT16/MOT20 score as MOT17), else
+    ``mot17`` when a sequence is named ``MOTxx-...``, else ``mot17`` (MOTChallenge's rules)."""
+    for part in reversed(Path(os.path.abspath(gt_folder)).parts):
+        if part.lower() in _BENCHMARK_FOLDERS:
+            return _BENCHMARK_FOLDERS[part.lower()]
+    if any(seq.lower().startswith("dancetrack") for seq in seqs):
+        return "dancetrack"
+    return "mot17"
+
+
+def _mot17_copies_scored(gt_root: Path, tracker_root: Path, seqs: List[str]) -> List[str]:
+    """MOT17 gt holds each video three times (-DPM, -FRCNN, -SDP): score the copies the tracker
+    has results for. Sequences without such a suffix are always scored."""
+    from datasets.layouts import mot17_copy_of
+    copies = {mot17_copy_of(s) for s in seqs} - {None}
+    if len(copies) < 2:
+        return seqs
+    present = {c for c in copies if any((tracker_root / f"{s}.txt").is_file()
+                                        for s in seqs if mot17_copy_of(s) == c)}
+    if not present:
+        return seqs  # nothing at all: the missing-file error below names the first one
+    return [s for s in seqs if mot17_copy_of(s) in present or mot17_copy_of(s) is None]
+
+
 def _row_from_trackeval(hota: dict, clear: dict, identity: dict) -> Dict[str, Union[float, int]]:
     # HOTA-family scores are arrays over the 19 IoU thresholds; TrackEval reports their mean.
+    def count(key):
+        return int(round(float(clear[key])))
     return {
         "HOTA": 100.0 * float(np.mean(hota["HOTA"])),
         "DetA": 100.0 * float(np.mean(hota["DetA"])),
         "AssA": 100.0 * float(np.mean(hota["AssA"])),
         "MOTA": 100.0 * float(clear["MOTA"]),
         "IDF1": 100.0 * float(identity["IDF1"]),
-        "IDSW": int(round(float(clear["IDSW"]))),
+        "IDSW": count("IDSW"),
+        "FP": count("CLR_FP"),
+        "FN": count("CLR_FN"),
+        "MT": count("MT"),
+        "PT": count("PT"),
+        "ML": count("ML"),
+        "Frag": count("Frag"),
     }
 
 
 def evaluate(gt_folder: PathLike, tracker_folder: PathLike, seqmap: Optional[PathLike] = None,
-             progress: bool = False) -> Dict[str, dict]:
+             progress: bool = False, benchmark: Optional[str] = None) -> Dict[str, dict]:
     """Evaluate ``tracker_folder/<seq>.txt`` against ``gt_folder/<seq>/gt/gt.txt``.
 
     Sequences come from ``seqmap`` if given, else from every folder of ``gt_folder`` with
     ``gt/gt.txt``. Returns ``{"combined": row, "per_sequence": {seq: row}}`` where each row has
-    HOTA, DetA, AssA, MOTA, IDF1 in percent and IDSW as an int. Raises EvaluationInputError on
-    bad input. Nothing is written to disk.
+    HOTA, DetA, AssA, MOTA, IDF1 in percent and IDSW, FP, FN, MT, PT, ML, Frag as ints, and
+    ``"benchmark"``: the rules used (``benchmark``, default ``infer_benchmark``; module docstring).
+    Raises EvaluationInputError on bad input. Nothing is written to disk.
     """
     gt_root = Path(gt_folder)
     tracker_root = Path(tracker_folder).resolve()
@@ -259,6 +314,14 @@ def evaluate(gt_folder: PathLike, tracker_folder: PathLike, seqmap: Optional[Pat
     if not tracker_root.is_dir():
         raise EvaluationInputError("tracker folder not found", tracker_root)
     seqs = read_seqmap(seqmap) if seqmap is not None else discover_sequences(gt_root)
+    if benchmark is None:
+        benchmark = infer_benchmark(gt_root, seqs)
+    benchmark = benchmark.lower()
+    if benchmark not in BENCHMARKS:
+        raise EvaluationInputError(f"unknown benchmark {benchmark!r}: expected one of {', '.join(BENCHMARKS)}")
+    mot17_rules = benchmark == "mot17"
+    if mot17_rules and seqmap is None:
+        seqs = _mot17_copies_scored(gt_root, tracker_root, seqs)
 
     # Validate everything before handing it to TrackEval, so errors name file and line.
     seq_lengths: Dict[str, int] = {}
@@ -271,7 +334,8 @@ def evaluate(gt_folder: PathLike, tracker_folder: PathLike, seqmap: Optional[Pat
         tracker_file = tracker_root / f"{seq}.txt"
         if not tracker_file.is_file():
             raise EvaluationInputError(f"tracker file for sequence {seq!r} is missing", tracker_file)
-        load_mot_file(gt_file, length, is_gt=True, seqinfo_path=seq_dir / "seqinfo.ini")
+        load_mot_file(gt_file, length, is_gt=True, seqinfo_path=seq_dir / "seqinfo.ini",
+                      check_classes=mot17_rules)
         load_mot_file(tracker_file, length, is_gt=False, seqinfo_path=seq_dir / "seqinfo.ini")
         seq_lengths[seq] = length
 
@@ -311,6 +375,10 @@ def evaluate(gt_folder: PathLike, tracker_folder: PathLike, seqmap: Optional[Pat
         try:
             with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
                 raw = dataset.get_raw_seq_data(tracker_root.name, seq)
+                if not mot17_rules:  # every gt box is a target: class pedestrian, none zero-marked
+                    for t, classes in enumerate(raw["gt_classes"]):
+                        raw["gt_classes"][t] = np.ones_like(classes)
+                        raw["gt_extras"][t]["zero_marked"] = np.ones_like(raw["gt_extras"][t]["zero_marked"])
                 data = dataset.get_preprocessed_seq_data(raw, "pedestrian")
                 for store, metric in zip(per_metric, metrics):
                     store[seq] = metric.eval_sequence(data)
@@ -320,6 +388,7 @@ def evaluate(gt_folder: PathLike, tracker_folder: PathLike, seqmap: Optional[Pat
 
     combined = [metric.combine_sequences(store) for metric, store in zip(metrics, per_metric)]
     return {
+        "benchmark": benchmark,
         "combined": _row_from_trackeval(*combined),
         "per_sequence": {seq: _row_from_trackeval(*(store[seq] for store in per_metric))
                          for seq in seqs},
@@ -340,7 +409,7 @@ def format_table(results: Dict[str, dict]) -> str:
     for name, row in rows:
         if name == "COMBINED":
             lines.append("-" * len(header))
-        cells = "".join(f"{row[key]:>9d}" if key == "IDSW" else f"{row[key]:>9.3f}"
+        cells = "".join(f"{row[key]:>9d}" if key in COUNT_KEYS else f"{row[key]:>9.3f}"
                         for key in METRIC_KEYS)
         lines.append(f"{name:<{name_width}}" + cells)
     return "\n".join(lines)
@@ -362,6 +431,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         help="MOTChallenge seqmap (header 'name', one sequence per line); "
                              "default: every sequence folder of --gt_folder")
     parser.add_argument("--json", default=None, help="write the results as JSON here")
+    parser.add_argument("--benchmark", default=None, type=str.lower, choices=BENCHMARKS,
+                        help="scoring rules: mot17 (pedestrians, distractors and zero-marked boxes "
+                             "ignored) or dancetrack / sportsmot / bft (every gt box a target); "
+                             "default: inferred from the folder names (MOT17, DanceTrack, ...), else mot17")
     parser.add_argument("--progress", action="store_true",
                         help="show a progress bar over sequences (default: only when stderr is a terminal)")
     return parser
@@ -371,7 +444,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_arg_parser().parse_args(argv)
     try:
         results = evaluate(args.gt_folder, args.tracker_folder, args.seqmap,
-                           progress=args.progress or sys.stderr.isatty())
+                           progress=args.progress or sys.stderr.isatty(), benchmark=args.benchmark)
     except EvaluationInputError as err:
         print(f"evaluate.py: error: {err}".replace("\n", " "), file=sys.stderr)
         return 1

@@ -7,10 +7,16 @@ det_db format (as MOTRv2's det_db_motrv2.json): {key: [line, ...]} with
          = obj * cls_conf, 2 decimals), sorted by decreasing score.
 Every frame gets a key, with an empty list when nothing is detected.
 
+With --from_det_txt no detector runs: the det_db is made from each sequence's public detections
+`det/det.txt` (`frame,-1,x,y,w,h,score`, as MOTChallenge releases them; lines keep the file's
+numbers, sorted by decreasing score), the protocol MOT17 results are compared under.
+
 Examples:
   python tools/make_detdb.py --mot_path /data/mot --split val test \\
       --checkpoint yolox_x_dancetrack.pth.tar --output /data/mot/det_db_motrv2.json
   python tools/make_detdb.py --frames my_video/img1 --checkpoint yolox_x.pth --output det_db.json
+  python tools/make_detdb.py --from_det_txt --dataset mot17 --mot17_copy all --mot_path /data/mot \
+      --split train test --output /data/mot/det_db_mot17_public.json
 
 Resumable: after each sequence its entries are appended to '<output>.partial.jsonl'; a rerun
 with the same settings skips the sequences found there. The final JSON is written to a
@@ -32,6 +38,12 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from datasets.det_db import format_det_lines  # noqa: E402
 from util.fileio import write_json_atomic  # noqa: E402
+
+from datasets.det_db import DetDBError, read_det_txt  # noqa: E402
+from datasets.det_db import det_db_key as _key_of_relpath  # noqa: E402
+from datasets.layouts import DATASET_DIRS, DATASETS, DEFAULT_MOT17_COPY, MOT17_COPIES, SplitLayout  # noqa: E402
+from datasets.layouts import resolve_split  # noqa: E402
+from datasets.sequences import SequenceError  # noqa: E402
 
 from models.yolox import (DANCETRACK_TEST_SIZE, DEFAULT_NMS_THRE, DEFAULT_SCORE_FLOOR,  # noqa: E402
                           detect_frames, detect_preprocessed, load_yolox, preproc)
@@ -57,20 +69,50 @@ def _list_images(folder: Path) -> List[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
 
 
-def find_split_sequences(mot_path: Path, split: str) -> List[SequenceFrames]:
-    """DanceTrack layout: mot_path/DanceTrack/<split>/<seq>/img1/*.jpg."""
-    split_dir = mot_path / "DanceTrack" / split
-    if not split_dir.is_dir():
-        raise FileNotFoundError(f"no DanceTrack split folder {split_dir}")
-    sequences = []
-    for seq_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
-        frames = _list_images(seq_dir / "img1") if (seq_dir / "img1").is_dir() else []
-        if not frames:
-            raise FileNotFoundError(f"sequence {seq_dir} has no images in img1/")
-        sequences.append((f"DanceTrack/{split}/{seq_dir.name}", frames))
-    if not sequences:
-        raise FileNotFoundError(f"no sequences in {split_dir}")
-    return sequences
+def find_split_sequences(mot_path: Path, split: str, dataset: str = "dancetrack", split_dir: Optional[Path] = None,
+                         mot17_copy: str = DEFAULT_MOT17_COPY) -> List[SequenceFrames]:
+    """The sequences of a split as datasets/layouts.py finds them (DanceTrack by default:
+    mot_path/DanceTrack/<split>/<seq>/img1/*.jpg), named by their path relative to the key root."""
+    layout = _layout(mot_path, split, dataset, split_dir, mot17_copy)
+    root = Path(layout.key_root)
+    return [(seq.relpath, [root / rel for _, rel in seq.frames]) for seq in layout.read_all()]
+
+
+def _layout(mot_path, split, dataset, split_dir, mot17_copy) -> SplitLayout:
+    try:
+        return resolve_split(str(mot_path) if mot_path is not None else "", dataset, split,
+                             None if split_dir is None else str(split_dir), mot17_copy)
+    except SequenceError as exc:
+        raise FileNotFoundError(str(exc)) from None
+
+
+def _format_public(dets: np.ndarray) -> List[str]:
+    order = np.argsort(-dets[:, 4], kind="stable")
+    return [",".join(format(float(v), ".10g") for v in row) + "\n" for row in dets[order].tolist()]
+
+
+def detdb_from_det_txt(layouts: Sequence[SplitLayout], output: Optional[Path] = None) -> Dict[str, List[str]]:
+    """The det_db of the public detections (`<seq>/det/det.txt`) of every sequence of `layouts`:
+    every frame of img1/ gets a key (an empty list when it has no detection). Written atomically
+    to `output` when given. Raises DetDBError naming the file (and line) at fault."""
+    det_db: Dict[str, List[str]] = {}
+    for layout in layouts:
+        for seq in layout.read_all():
+            det_path = os.path.join(layout.key_root, seq.relpath, "det", "det.txt")
+            if not os.path.isfile(det_path):
+                raise DetDBError(f"no public detections {det_path} (--from_det_txt needs <seq>/det/det.txt)")
+            per_frame = read_det_txt(det_path)
+            numbers = {n for n, _ in seq.frames}
+            stray = sorted(set(per_frame) - numbers)
+            if stray:
+                raise DetDBError(f"{det_path}: detections for frame {stray[0]} but {seq.relpath} has no image for it "
+                                 f"(frames {min(numbers)}..{max(numbers)})")
+            for number, rel in seq.frames:
+                dets = per_frame.get(number)
+                det_db[_key_of_relpath(rel)] = [] if dets is None else _format_public(dets)
+    if output is not None:
+        write_json_atomic(output, det_db, indent=None)
+    return det_db
 
 
 def find_frame_sequences(folders: Sequence[Path], root: Path) -> List[SequenceFrames]:
@@ -193,12 +235,22 @@ def build_parser() -> argparse.ArgumentParser:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--split", nargs="+", help="DanceTrack split(s) under --mot_path, e.g. val test")
     src.add_argument("--frames", nargs="+", type=Path, help="folders of frames, one sequence each")
+    src.add_argument("--split_dir", type=Path, default=None,
+                     help="a MOTChallenge-format split folder of your own (<seq>/img1/*.jpg)")
+    parser.add_argument("--dataset", default="dancetrack", choices=DATASETS,
+                        help="layout of --split under --mot_path: " +
+                             ", ".join(f"{k} ({v}/<split>)" for k, v in DATASET_DIRS.items()))
+    parser.add_argument("--mot17_copy", default=DEFAULT_MOT17_COPY, choices=MOT17_COPIES + ("all",),
+                        help="MOT17: which copy of each video (default FRCNN; all: the three)")
+    parser.add_argument("--from_det_txt", action="store_true",
+                        help="no detector: the det_db of the sequences' public detections det/det.txt")
     parser.add_argument("--mot_path", type=Path, default=None,
                         help="dataset root; det_db keys are relative to it (with --frames default: "
                              "the parent of each folder)")
     parser.add_argument("--output", type=Path, default=None,
                         help="det_db JSON to write (default: <mot_path>/det_db_yolox.json)")
-    parser.add_argument("--checkpoint", type=Path, required=True, help="YOLOX-X weights, e.g. yolox_x.pth")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="YOLOX-X weights, e.g. yolox_x.pth (not with --from_det_txt)")
     parser.add_argument("--trust_checkpoint", action="store_true",
                         help="allow full pickle loading for checkpoints that hold more than tensors")
     parser.add_argument("--test_size", type=int, nargs=2, default=list(DANCETRACK_TEST_SIZE),
@@ -219,12 +271,33 @@ def main(argv: Optional[Sequence[str]] = None, model=None) -> Dict[str, List[str
     args = build_parser().parse_args(argv)
     if any(s % 32 for s in args.test_size):
         raise SystemExit(f"--test_size must be multiples of 32, got {args.test_size}")
-    if args.split:
-        if args.mot_path is None:
+    if args.split or args.split_dir is not None:
+        if args.split and args.mot_path is None:
             raise SystemExit("--split needs --mot_path")
-        sequences = [seq for split in args.split for seq in find_split_sequences(args.mot_path, split)]
-        key_root = args.mot_path
+        try:
+            layouts = [_layout(args.mot_path, split, args.dataset, args.split_dir, args.mot17_copy)
+                       for split in (args.split or [None])]
+        except FileNotFoundError as exc:
+            raise SystemExit(f"error: {exc}") from None
+        key_root = Path(layouts[0].key_root)
+        if args.from_det_txt:
+            output = args.output
+            if output is None:
+                if args.mot_path is None:
+                    raise SystemExit("give --output (or --mot_path for the default <mot_path>/det_db_public.json)")
+                output = args.mot_path / "det_db_public.json"
+            try:
+                return detdb_from_det_txt(layouts, output)
+            except (DetDBError, SequenceError) as exc:
+                raise SystemExit(f"error: {exc}") from None
+        try:
+            sequences = [(seq.relpath, [key_root / rel for _, rel in seq.frames])
+                         for layout in layouts for seq in layout.read_all()]
+        except SequenceError as exc:
+            raise SystemExit(f"error: {exc}") from None
     else:
+        if args.from_det_txt:
+            raise SystemExit("--from_det_txt reads <seq>/det/det.txt: give --split or --split_dir, not --frames")
         parents = {_absolute(f).parent for f in args.frames}
         if args.mot_path is None and len(parents) > 1:
             raise SystemExit("--frames folders have different parents; give --mot_path as the key root")
@@ -237,8 +310,10 @@ def main(argv: Optional[Sequence[str]] = None, model=None) -> Dict[str, List[str
         output = args.mot_path / "det_db_yolox.json"
 
     if model is None:
+        if args.checkpoint is None:
+            raise SystemExit("give --checkpoint (YOLOX weights), or --from_det_txt for the public detections")
         model = load_yolox(args.checkpoint, args.device, trust_checkpoint=args.trust_checkpoint)
-    settings = {"checkpoint": str(_absolute(args.checkpoint))}
+    settings = {"checkpoint": str(_absolute(args.checkpoint)) if args.checkpoint else None}
     return make_detdb(model, sequences, key_root, output, tuple(args.test_size), args.score_floor, args.nms,
                       args.batch_size, args.half, args.workers, settings, args.restart)
 

@@ -6,6 +6,10 @@ Layout: <out>/DanceTrack/{train,val}/<seq>/{img1,gt,seqinfo.ini}, seqmaps and
 manifests next to the split dirs, and <out>/det_db_synthetic.json. Train with
 ``--mot_path <out> --det_db det_db_synthetic.json``. Splits whose manifest
 matches the requested parameters are left as they are.
+
+--layout writes another dataset's layout instead (sportsmot: SportsMOT/<split>/, mot17:
+MOT17/<split>/MOT17-NN-{DPM,FRCNN,SDP}/ with det/det.txt, bft: BFT as released, for
+tools/convert_bft.py); see datasets/synthetic.py.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.synthetic import DET_DB_NAME, make_dataset  # noqa: E402
+from datasets.synthetic import DET_DB_NAME, LAYOUTS, make_dataset  # noqa: E402
 
 
 def _range_arg(values: list, name: str):
@@ -38,6 +42,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--dancers", type=int, nargs="+", default=[5, 8],
                         help="dancers per sequence: N, or LO HI drawn per sequence")
     parser.add_argument("--jpeg_quality", type=int, default=90)
+    parser.add_argument("--layout", default="dancetrack", choices=LAYOUTS,
+                        help="on-disk layout of the dataset named (default dancetrack)")
     parser.add_argument("--det_db_name", default=DET_DB_NAME)
     parser.add_argument("--overwrite", action="store_true",
                         help="replace split dirs that exist but were not made by this generator")
@@ -51,7 +57,7 @@ def main(argv=None) -> dict:
                         progress=True, num_frames=_range_arg(args.frames, "frames"),
                         width=args.width, height=args.height,
                         num_dancers=_range_arg(args.dancers, "dancers"),
-                        jpeg_quality=args.jpeg_quality, overwrite=args.overwrite)
+                        jpeg_quality=args.jpeg_quality, overwrite=args.overwrite, layout=args.layout)
     for split, split_info in info["splits"].items():
         state = "up to date, skipped" if split_info["skipped"] else f"written in {split_info['seconds']:.1f}s"
         print(f"{split}: {len(split_info['sequences'])} sequences at {split_info['split_dir']} ({state})")

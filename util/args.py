@@ -125,6 +125,8 @@ def get_args_parser() -> argparse.ArgumentParser:
       help="min and max side of the random crop (default: upstream's 800 1200)")
     a("--num_threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     a("--no_progress", action="store_true", help="no tqdm progress bar (logs of long runs)")
+    from datasets.layouts import add_dataset_args
+    add_dataset_args(parser)  # --dataset, --mot17_copy, --split_dir (training and tracking)
     from models.sparse_memory import add_memory_args
     add_memory_args(parser)
     _add_inert_args(parser)

@@ -6,12 +6,16 @@
 #   SCRIPT [CKPT [MOT_PATH [DET_DB [SPLIT]]]]
 #
 #   CKPT        MOTRv2 checkpoint                        (default: motrv2_dancetrack.pth)
-#   MOT_PATH    data root holding DanceTrack/<SPLIT>/     (default: data)
+#   MOT_PATH    data root holding DanceTrack/<SPLIT>/     (default: data; with DATASET, its folder:
+#               SportsMOT/, MOT17/, BFT/)
 #   DET_DB      YOLOX proposals, MOTRv2's det_db JSON     (default: det_db_motrv2.json; a name that is
 #               not a file is looked up under MOT_PATH, as submit_dance.py does)
 #   SPLIT       split with ground truth to score on       (default: val)
 #
 # Further environment variables:
+#   DATASET     dancetrack (default), sportsmot, mot17 or bft: passed to submit_dance.py as --dataset
+#               and to tools/evaluate.py as --benchmark (README: one section per dataset)
+#   MOT17_COPY  DATASET=mot17: DPM, FRCNN (default), SDP or all (--mot17_copy)
 #   OUT         results folder                  (default: results/ablation)
 #   TABLES      markdown written at the end     (default: the folder above OUT, /tables.md,
 #                                                i.e. results/tables.md)
@@ -105,6 +109,25 @@ ablation_init() {
     PYTHON="${PYTHON:-python}"
     MEMORY_PRESET="${MEMORY_PRESET:-official}"
     DRY_RUN="${DRY_RUN:-0}"
+    DATASET="${DATASET:-dancetrack}"
+    MOT17_COPY="${MOT17_COPY:-FRCNN}"
+    local dataset_dir
+    case "$DATASET" in
+        dancetrack) dataset_dir=DanceTrack ;;
+        sportsmot) dataset_dir=SportsMOT ;;
+        mot17) dataset_dir=MOT17 ;;
+        bft) dataset_dir=BFT ;;
+        *) die "DATASET must be dancetrack, sportsmot, mot17 or bft, got '$DATASET'" ;;
+    esac
+    [[ "$MOT17_COPY" =~ ^(DPM|FRCNN|SDP|all)$ ]] || die "MOT17_COPY must be DPM, FRCNN, SDP or all, got '$MOT17_COPY'"
+    # --dataset flags only off the default, so that DanceTrack runs keep their run folders (keys)
+    DATASET_FLAGS=()
+    EVAL_FLAGS=()
+    if [[ "$DATASET" != dancetrack ]]; then
+        DATASET_FLAGS=(--dataset "$DATASET")
+        EVAL_FLAGS=(--benchmark "$DATASET")
+        if [[ "$DATASET" == mot17 ]]; then DATASET_FLAGS+=(--mot17_copy "$MOT17_COPY"); fi
+    fi
     read -r -a EXTRA <<<"${EXTRA_ARGS:-}"
     read -r -a SEQ_LIST <<<"${SEQS:-}"
     read -r -a ONLY_LIST <<<"${ONLY:-}"
@@ -114,7 +137,9 @@ ablation_init() {
     [[ -f "$BASE_ARGS" ]] || die "BASE_ARGS file not found: $BASE_ARGS"
     # the args file is whitespace-separated flags, as $(cat file) reads it (no glob expansion here)
     read -r -d '' -a BASE <"$BASE_ARGS" || true
-    GT_DIR="$MOT_PATH/DanceTrack/$SPLIT"
+    GT_DIR="$MOT_PATH/$dataset_dir/$SPLIT"
+    # as submit_dance.py: MOT_PATH may be the dataset folder itself
+    if [[ ! -d "$GT_DIR" && -d "$MOT_PATH/$SPLIT" ]]; then GT_DIR="$MOT_PATH/$SPLIT"; fi
     if [[ "$DRY_RUN" != 1 ]]; then
         [[ -f "$CKPT" ]] || die "checkpoint not found: $CKPT (pass CKPT as the first argument)"
         [[ -f "$DET_DB" ]] || die "det_db not found: $DET_DB (pass DET_DB as the third argument)"
@@ -131,7 +156,7 @@ ablation_init() {
     echo "== $TABLE: $(basename "$SCRIPT_PATH")"
     echo "   repo      $REPO_ROOT"
     echo "   CKPT      $CKPT"
-    echo "   MOT_PATH  $MOT_PATH   SPLIT $SPLIT"
+    echo "   MOT_PATH  $MOT_PATH   SPLIT $SPLIT   DATASET $DATASET"
     echo "   DET_DB    $DET_DB"
     echo "   OUT       $OUT   (tables: $TABLES)"
     echo "   BASE_ARGS $BASE_ARGS   EXTRA_ARGS ${EXTRA[*]:-}"
@@ -179,8 +204,15 @@ expected_sequences() {
         return
     fi
     local d
+    local name
     for d in "$GT_DIR"/*/img1; do
-        if [[ -d "$d" ]]; then basename "$(dirname "$d")"; fi
+        if [[ -d "$d" ]]; then
+            name="$(basename "$(dirname "$d")")"
+            # MOT17: the copy tracked (--mot17_copy), as submit_dance.py picks it
+            if [[ "$DATASET" == mot17 && "$MOT17_COPY" != all && "$name" =~ -(DPM|FRCNN|SDP)$ &&
+                  "$name" != *"-$MOT17_COPY" ]]; then continue; fi
+            printf '%s\n' "$name"
+        fi
     done
     return 0
 }
@@ -199,10 +231,10 @@ run_variant() {
     if ((${#SEQ_LIST[@]})); then seq_flags=(--seqs "${SEQ_LIST[@]}"); fi
     # What decides the output; where it goes (--output_dir, --exp_name) is left out of the key.
     local -a settings=("${BASE[@]}" --resume "$CKPT" --mot_path "$MOT_PATH" --det_db "$DET_DB"
-                       --split "$SPLIT" "${seq_flags[@]}" "$@" "${EXTRA[@]}")
+                       --split "$SPLIT" "${DATASET_FLAGS[@]}" "${seq_flags[@]}" "$@" "${EXTRA[@]}")
     local -a args=("${settings[@]}" --output_dir "$OUT/$TABLE" --exp_name "$name")
     local -a eval_cmd=("$PYTHON" tools/evaluate.py --gt_folder "$GT_DIR" --tracker_folder "$row"
-                       --json "$row/eval.json")
+                       --json "$row/eval.json" "${EVAL_FLAGS[@]}")
     if ((${#SEQ_LIST[@]})); then eval_cmd+=(--seqmap "$row/seqmap.txt"); fi
     echo
     echo "-- $TABLE/$name: $*"

@@ -1,0 +1,151 @@
+"""Where each dataset's sequences are, as released, and which of them a run uses.
+
+    --dataset dancetrack   <mot_path>/DanceTrack/<split>/<seq>/img1/00000001.jpg
+    --dataset sportsmot    <mot_path>/SportsMOT/<split>/<seq>/img1/000001.jpg
+    --dataset mot17        <mot_path>/MOT17/<split>/MOT17-02-{DPM,FRCNN,SDP}/img1/000001.jpg
+                           (each video three times, one per public detector; --mot17_copy picks
+                           DPM, FRCNN (default) or SDP, or `all` for the three)
+    --dataset bft          <mot_path>/BFT/<split>/<seq>/img1/... (after tools/convert_bft.py)
+    --split_dir DIR        any MOTChallenge-format split folder: DIR/<seq>/img1/*.jpg, optional
+                           gt/gt.txt and seqinfo.ini (inferred from the images when absent)
+
+When `<mot_path>/<Dataset>/<split>` does not exist but `<mot_path>/<split>` does, --mot_path is
+taken to be the dataset folder itself (e.g. --mot_path data/MOT17).
+
+Det_db keys are the image path relative to the *key root* with the image suffix replaced by
+`.txt`. The key root is --mot_path (`MOT17/train/MOT17-02-FRCNN/img1/000001.txt`), except for a
+--split_dir outside --mot_path, whose keys are relative to the split folder's parent
+(`--split_dir /x/mysplit` -> `mysplit/<seq>/img1/000001.txt`).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence
+
+from .sequences import SequenceError, TrackingSequence, list_sequences, read_sequence
+
+DATASETS = ("dancetrack", "sportsmot", "mot17", "bft")
+DATASET_DIRS = {"dancetrack": "DanceTrack", "sportsmot": "SportsMOT", "mot17": "MOT17", "bft": "BFT"}
+MOT17_COPIES = ("DPM", "FRCNN", "SDP")
+DEFAULT_MOT17_COPY = "FRCNN"
+_MOT17_NAME = re.compile(r"^(MOT\d\d-\d\d)-(DPM|FRCNN|SDP)$")
+
+
+def add_dataset_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """--dataset, --mot17_copy and --split_dir (a no-op when the parser has them already)."""
+    if "--dataset" in parser._option_string_actions:  # e.g. inherited through parents=[...]
+        return parser
+    a = parser.add_argument
+    a("--dataset", default="dancetrack", choices=DATASETS,
+      help="which dataset's released layout to read under --mot_path (default dancetrack)")
+    a("--mot17_copy", default=DEFAULT_MOT17_COPY, choices=MOT17_COPIES + ("all",),
+      help="MOT17: the copy of each video to use (its public detector); 'all' tracks the three "
+           "(training always uses one copy per video: FRCNN with 'all')")
+    a("--split_dir", default=None,
+      help="a MOTChallenge-format split folder of your own (<seq>/img1/*.jpg); replaces --dataset/--split")
+    return parser
+
+
+def mot17_video(name: str) -> Optional[str]:
+    """'MOT17-02-FRCNN' -> 'MOT17-02'; None for a name without a detector suffix."""
+    match = _MOT17_NAME.match(name)
+    return match.group(1) if match else None
+
+
+def mot17_copy_of(name: str) -> Optional[str]:
+    match = _MOT17_NAME.match(name)
+    return match.group(2) if match else None
+
+
+def _inside(path: str, root: str) -> bool:
+    path, root = os.path.abspath(path), os.path.abspath(root)
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+@dataclass
+class SplitLayout:
+    """The sequences of one split: `names` (sorted; result files are `<name>.txt`), the folder
+    holding them (`split_dir`, also the ground-truth folder for tools/evaluate.py) and the key
+    root that frame paths and det_db keys are relative to."""
+    dataset: str
+    split_dir: str
+    key_root: str
+    names: List[str] = field(default_factory=list)
+
+    @property
+    def rel(self) -> str:
+        """split_dir relative to key_root, with forward slashes."""
+        return os.path.relpath(os.path.abspath(self.split_dir), os.path.abspath(self.key_root)).replace("\\", "/")
+
+    def read(self, name: str) -> TrackingSequence:
+        """One sequence's frames (paths relative to key_root) and seqinfo."""
+        seq = read_sequence(self.key_root, f"{self.rel}/{name}")
+        seq.root = self.key_root
+        return seq
+
+    def read_all(self, names: Optional[Sequence[str]] = None) -> List[TrackingSequence]:
+        return [self.read(n) for n in (self.names if names is None else names)]
+
+
+def _select_mot17(split_dir: str, found: List[str], copy: str) -> List[str]:
+    if copy == "all":
+        return found
+    suffixed = [n for n in found if mot17_copy_of(n) is not None]
+    chosen = [n for n in found if mot17_copy_of(n) == copy]
+    if suffixed and not chosen:
+        have = sorted({mot17_copy_of(n) for n in suffixed})
+        raise SequenceError(f"{split_dir}: no -{copy} copies (found -{', -'.join(have)}); "
+                            "pick one with --mot17_copy")
+    # Folders without a detector suffix (e.g. MOT20-style names) are kept as they are.
+    return sorted(chosen + [n for n in found if mot17_copy_of(n) is None])
+
+
+def _select_names(split_dir: str, available: List[str], seqs: Optional[Sequence[str]]) -> List[str]:
+    """--seqs: exact names, or for MOT17 a video name ('MOT17-02') standing for its chosen copies."""
+    if not seqs:
+        return available
+    names, unknown = [], []
+    for wanted in seqs:
+        hits = [wanted] if wanted in available else [n for n in available if mot17_video(n) == wanted]
+        if not hits:
+            unknown.append(wanted)
+        names += [h for h in hits if h not in names]
+    if unknown:
+        raise SequenceError(f"sequences not found in {split_dir}: {', '.join(unknown)}")
+    return names
+
+
+def resolve_split(mot_path: str, dataset: str = "dancetrack", split: str = "val",
+                  split_dir: Optional[str] = None, mot17_copy: str = DEFAULT_MOT17_COPY,
+                  seqs: Optional[Sequence[str]] = None) -> SplitLayout:
+    """The split a run reads (module docstring); raises SequenceError naming what is missing."""
+    if dataset not in DATASETS:
+        raise SequenceError(f"unknown dataset {dataset!r}: expected one of {', '.join(DATASETS)}")
+    mot_path = str(mot_path)
+    if split_dir is not None:
+        split_dir = str(split_dir)
+        key_root = mot_path if mot_path and _inside(split_dir, mot_path) else \
+            os.path.dirname(os.path.abspath(split_dir))
+    else:
+        split_dir = os.path.join(mot_path, DATASET_DIRS[dataset], split)
+        key_root = mot_path
+        if not os.path.isdir(split_dir) and os.path.isdir(os.path.join(mot_path, split)):
+            split_dir = os.path.join(mot_path, split)  # --mot_path is the dataset folder itself
+    found = list_sequences(split_dir)
+    if dataset == "mot17" or any(mot17_copy_of(n) for n in found):
+        found = _select_mot17(split_dir, found, mot17_copy)
+    if not found:
+        raise SequenceError(f"no sequences (folders with img1/) in {split_dir}")
+    return SplitLayout(dataset=dataset, split_dir=split_dir, key_root=key_root,
+                       names=_select_names(split_dir, found, seqs))
+
+
+def split_from_args(args, split: Optional[str] = None) -> SplitLayout:
+    """resolve_split with the flags of add_dataset_args (and --split / --seqs where the parser has them)."""
+    return resolve_split(args.mot_path, getattr(args, "dataset", "dancetrack") or "dancetrack",
+                         split if split is not None else getattr(args, "split", "val"),
+                         getattr(args, "split_dir", None), getattr(args, "mot17_copy", DEFAULT_MOT17_COPY),
+                         getattr(args, "seqs", None))

@@ -1,0 +1,148 @@
+"""Convert BFT (Bird Flock Tracking) as released into the MOTChallenge layout the trackers read.
+
+Released (--bft_root)                        converted (--out, default: --bft_root itself)
+  <split>/<seq>/000001.jpg ...                 <split>/<seq>/img1/000001.jpg ...
+  annotations_mot/<split>/<seq>.txt            <split>/<seq>/gt/gt.txt
+                                               <split>/<seq>/seqinfo.ini
+
+    python tools/convert_bft.py --bft_root data/BFT            # in place: images move into img1/
+    python tools/convert_bft.py --bft_root /dl/BFT --out data/BFT   # a copy (hard links where possible)
+
+Then use `--mot_path data --dataset bft`. Image names are kept (det_db keys follow them:
+`BFT/<split>/<seq>/img1/000001.txt`). gt lines keep frame, id and box; the consider flag is kept
+(1 when absent), the class is set to 1 and the visibility to 1 when absent or negative, so the
+file is `frame,id,x,y,w,h,consider,1,visibility`. A malformed annotation line stops the
+conversion with file and line named, before anything is moved. Sequences already converted
+(an img1/ folder and no loose images) are left as they are.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import cv2
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from util.fileio import write_atomic  # noqa: E402
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+ANNOTATIONS = "annotations_mot"
+
+
+class ConversionError(ValueError):
+    """Bad BFT input; the message names the file (and line)."""
+
+
+def _loose_images(seq_dir: Path) -> List[Path]:
+    return sorted(p for p in seq_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def convert_gt(path: Path) -> List[str]:
+    """annotations_mot lines -> MOTChallenge gt lines (module docstring)."""
+    out = []
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) > 6 and fields[-1] == "":
+            fields.pop()
+        try:
+            values = [float(f) for f in fields]
+        except ValueError:
+            values = []
+        if len(values) < 6:
+            raise ConversionError(f"{path}:{lineno}: expected 'frame,id,x,y,w,h[,...]' numbers, got {line!r}")
+        frame, track = values[0], values[1]
+        if frame != int(frame) or frame < 1 or track != int(track) or track < 0:
+            raise ConversionError(f"{path}:{lineno}: frame and id must be integers (frame >= 1, id >= 0): {line!r}")
+        if values[4] < 0 or values[5] < 0:
+            raise ConversionError(f"{path}:{lineno}: negative box size in {line!r}")
+        consider = int(values[6]) if len(values) > 6 else 1
+        vis = values[8] if len(values) > 8 and values[8] >= 0 else 1
+        out.append(f"{int(frame)},{int(track)},{fields[2]},{fields[3]},{fields[4]},{fields[5]},{consider},1,{vis:g}\n")
+    return out
+
+
+def _place(src: Path, dst: Path, move: bool) -> None:
+    if move:
+        os.replace(src, dst)
+        return
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def convert_split(bft_root: Path, split: str, out: Path) -> Dict[str, int]:
+    """Convert one split; returns {sequence: number of frames}."""
+    src_split = bft_root / split
+    if not src_split.is_dir():
+        raise ConversionError(f"{src_split}: BFT split folder not found")
+    ann_dir = bft_root / ANNOTATIONS / split
+    in_place = os.path.abspath(out) == os.path.abspath(bft_root)
+    plan = []
+    for seq_dir in sorted(p for p in src_split.iterdir() if p.is_dir()):
+        images = _loose_images(seq_dir)
+        if not images:
+            if (seq_dir / "img1").is_dir():
+                continue  # converted already
+            raise ConversionError(f"{seq_dir}: no images")
+        ann = ann_dir / f"{seq_dir.name}.txt"
+        gt = convert_gt(ann) if ann.is_file() else None  # every check before anything moves
+        if gt is not None:
+            last = max(int(line.split(",", 1)[0]) for line in gt) if gt else 0
+            if last > len(images):
+                raise ConversionError(f"{ann}: frame {last} but {seq_dir} holds {len(images)} images")
+        plan.append((seq_dir, images, gt))
+    if not plan and not any((p / "img1").is_dir() for p in src_split.iterdir() if p.is_dir()):
+        raise ConversionError(f"{src_split}: no sequence folders")
+    done = {}
+    for seq_dir, images, gt in plan:
+        first = cv2.imread(str(images[0]), cv2.IMREAD_COLOR)
+        if first is None:
+            raise ConversionError(f"{images[0]}: cannot decode image")
+        dst = out / split / seq_dir.name
+        (dst / "img1").mkdir(parents=True, exist_ok=True)
+        for image in images:
+            _place(image, dst / "img1" / image.name, move=in_place)
+        if gt is not None:
+            (dst / "gt").mkdir(exist_ok=True)
+            write_atomic(dst / "gt" / "gt.txt", gt)
+        exts = {p.suffix for p in images}
+        ini = ("[Sequence]\n" f"name={seq_dir.name}\n" "imDir=img1\n" f"seqLength={len(images)}\n"
+               f"imWidth={first.shape[1]}\n" f"imHeight={first.shape[0]}\n")
+        if len(exts) == 1:
+            ini += f"imExt={exts.pop()}\n"
+        write_atomic(dst / "seqinfo.ini", ini)
+        done[seq_dir.name] = len(images)
+    return done
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, int]]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bft_root", type=Path, required=True, help="BFT as released (holds <split>/ and "
+                                                                      f"{ANNOTATIONS}/)")
+    parser.add_argument("--out", type=Path, default=None, help="converted BFT folder (default: in place)")
+    parser.add_argument("--splits", nargs="+", default=None,
+                        help="splits to convert (default: every folder of --bft_root but annotations_mot)")
+    args = parser.parse_args(argv)
+    if not args.bft_root.is_dir():
+        raise SystemExit(f"error: --bft_root {args.bft_root} not found")
+    out = args.out or args.bft_root
+    splits = args.splits or sorted(p.name for p in args.bft_root.iterdir() if p.is_dir() and p.name != ANNOTATIONS)
+    result = {}
+    try:
+        for split in splits:
+            result[split] = convert_split(args.bft_root, split, out)
+            print(f"{split}: {len(result[split])} sequence(s) converted into {out / split}")
+    except ConversionError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    return result
+
+
+if __name__ == "__main__":
+    main()
