@@ -194,8 +194,12 @@ def run(args, variants: Optional[List[Variant]] = None, progress: bool = True) -
                 todo.setdefault(n, []).append(v)
             else:
                 skipped += 1
-    if skipped:
-        print(f"skipping {skipped} finished (sequence, variant) result(s) (--overwrite to redo)")
+    if skipped and len(variants) == 1:
+        print(f"skipping {skipped} finished sequence(s) in {variants[0].out_dir} (--overwrite to redo)")
+    elif skipped:
+        partial = sum(len(todo[n]) < len(variants) for n in todo)
+        print(f"skipping {len(names) - len(todo)} sequence(s) every variant has finished; {partial} more are "
+              "tracked for their missing variants only (--overwrite to redo)")
     if not todo:
         return files
     # Everything that can be checked without tracking is checked first: no error after hours of work.
