@@ -95,6 +95,12 @@ TABLES: Tuple[Table, ...] = (
         Row("alpha0.75", "0.75", "`--memory_alpha 0.75`"),
         Row("alpha1.0", "1.0", "`--memory_alpha 1.0` (memory ignored: MOTRv2)"),
     ), (f"Decoder input = alpha * query + (1 - alpha) * mean(memory). Other settings: {FULL}.",)),
+    Table("gap_reg", "Temporal-gap regularisation (the authors' sweep, not in the paper)", "gap_reg_sweep.sh", (
+        Row("reg0.05", "0.05", "`--memory_temporal_gap_reg 0.05`"),
+        Row("reg0.1", "0.1", "`--memory_temporal_gap_reg 0.1`"),
+        Row("reg0.2", "0.2", "`--memory_temporal_gap_reg 0.2`"),
+        Row("reg0.3", "0.3", "`--memory_temporal_gap_reg 0.3`"),
+    ), (f"best_iou *= 1 + reg each frame (their tools/ablation_inference_weight_decay.sh). Other settings: {FULL}.",)),
     Table("presets", "Memory presets (not in the paper)", "presets.sh", (
         Row("official", "official", "the authors' public code (`--memory_preset official`)"),
         Row("paper", "paper", "the algorithm as the paper states it (`--memory_preset paper`)"),

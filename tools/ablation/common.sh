@@ -28,6 +28,9 @@
 #               (presets.sh compares the two regardless)
 #   SEQS        only these sequences (space-separated); scored with a seqmap of them
 #   ONLY        only these rows of the table (space-separated row names, e.g. "motrv2 sasm")
+#   ONE_PASS    1 (default): the rows still to track run as variants of one pass over the frames
+#               (submit_dance.py --variants: each frame decoded and encoded once, a tracker per row;
+#               about the cost of one run plus a decoder per row); 0: one submit_dance.py run per row
 #   DRY_RUN=1   print the commands, run nothing
 #
 # Relative paths given by you are relative to the folder you run the script from; the defaults
@@ -79,6 +82,8 @@ usage() {
 ablation_init() {
     TABLE="$1"
     shift
+    # Inside all_tables.sh the inputs were read once; a table script only names its table.
+    if [[ "${ALL_TABLES_PASS:-0}" == 1 ]]; then return 0; fi
     SCRIPT_PATH="$(absolute_from "${BASH_SOURCE[1]}" "$CALLER_PWD")"
     if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
         usage
@@ -152,6 +157,19 @@ ablation_init() {
     else
         LAUNCH=("$PYTHON")
     fi
+    ONE_PASS="${ONE_PASS:-1}"
+    [[ "$ONE_PASS" == 0 || "$ONE_PASS" == 1 ]] || die "ONE_PASS must be 0 or 1, got '$ONE_PASS'"
+    SEQ_FLAGS=()
+    if ((${#SEQ_LIST[@]})); then SEQ_FLAGS=(--seqs "${SEQ_LIST[@]}"); fi
+    EVAL_CMD=("$PYTHON" tools/evaluate.py --gt_folder "$GT_DIR" "${EVAL_FLAGS[@]}")
+    ROWS=()
+    PENDING_KEYS=()
+    PENDING_LINES=()
+    SEQS_EXPECTED=()
+    if [[ "$DRY_RUN" != 1 ]]; then
+        mapfile -t SEQS_EXPECTED < <(expected_sequences)
+        ((${#SEQS_EXPECTED[@]})) || die "no sequences (folders with img1/) in $GT_DIR"
+    fi
     tfsasm_defaults
     echo "== $TABLE: $(basename "$SCRIPT_PATH")"
     echo "   repo      $REPO_ROOT"
@@ -217,8 +235,11 @@ expected_sequences() {
     return 0
 }
 
-# run_variant NAME FLAGS...: track the split with BASE_ARGS + FLAGS + EXTRA_ARGS into
-# OUT/TABLE/NAME (a link to the shared run folder) and score it into OUT/TABLE/NAME/eval.json.
+# run_variant NAME FLAGS...: the row NAME of TABLE is BASE_ARGS + FLAGS + EXTRA_ARGS on the split,
+# tracked into OUT/TABLE/NAME (a link to the shared run folder) and scored into its eval.json.
+# ONE_PASS=1 (default): rows are collected and finish_tables tracks every row still missing a
+# result in one pass over the frames (submit_dance.py --variants: each frame is encoded once and
+# every row's tracker runs on it); ONE_PASS=0 tracks each row on its own, here.
 run_variant() {
     local name="$1"
     shift
@@ -227,20 +248,19 @@ run_variant() {
         return 0
     fi
     local row="$OUT/$TABLE/$name"
-    local -a seq_flags=()
-    if ((${#SEQ_LIST[@]})); then seq_flags=(--seqs "${SEQ_LIST[@]}"); fi
     # What decides the output; where it goes (--output_dir, --exp_name) is left out of the key.
     local -a settings=("${BASE[@]}" --resume "$CKPT" --mot_path "$MOT_PATH" --det_db "$DET_DB"
-                       --split "$SPLIT" "${DATASET_FLAGS[@]}" "${seq_flags[@]}" "$@" "${EXTRA[@]}")
+                       --split "$SPLIT" "${DATASET_FLAGS[@]}" "${SEQ_FLAGS[@]}" "$@" "${EXTRA[@]}")
     local -a args=("${settings[@]}" --output_dir "$OUT/$TABLE" --exp_name "$name")
-    local -a eval_cmd=("$PYTHON" tools/evaluate.py --gt_folder "$GT_DIR" --tracker_folder "$row"
-                       --json "$row/eval.json" "${EVAL_FLAGS[@]}")
-    if ((${#SEQ_LIST[@]})); then eval_cmd+=(--seqmap "$row/seqmap.txt"); fi
     echo
     echo "-- $TABLE/$name: $*"
     if [[ "$DRY_RUN" == 1 ]]; then
-        print_command "${LAUNCH[@]}" submit_dance.py "${args[@]}"
-        print_command "${eval_cmd[@]}"
+        if [[ "$ONE_PASS" == 1 ]]; then
+            PENDING_LINES+=("$name $*")
+        else
+            print_command "${LAUNCH[@]}" submit_dance.py "${args[@]}"
+        fi
+        print_command "${EVAL_CMD[@]}" --tracker_folder "$row" --json "$row/eval.json"
         return 0
     fi
 
@@ -260,48 +280,90 @@ run_variant() {
     fi
     ln -sfn "../runs/$key" "$row"
     echo "   run folder: $run"
+    ROWS+=("$row")
 
-    local -a seqs
-    mapfile -t seqs < <(expected_sequences)
-    ((${#seqs[@]})) || die "no sequences (folders with img1/) in $GT_DIR"
-    local seq missing=0
-    for seq in "${seqs[@]}"; do
-        if [[ ! -f "$run/$seq.txt" ]]; then missing=$((missing + 1)); fi
-    done
-    if ((missing)); then
+    if run_complete "$run"; then
+        echo "   all ${#SEQS_EXPECTED[@]} sequences tracked already (same settings)"
+    elif [[ "$ONE_PASS" == 1 ]]; then
+        [[ " ${PENDING_KEYS[*]:-} " == *" $key "* ]] || { PENDING_KEYS+=("$key"); PENDING_LINES+=("$key $*"); }
+        echo "   tracked in the one pass at the end"
+    else
         print_command "${LAUNCH[@]}" submit_dance.py "${args[@]}"
         "${LAUNCH[@]}" submit_dance.py "${args[@]}"
-        for seq in "${seqs[@]}"; do
-            [[ -f "$run/$seq.txt" ]] || die "submit_dance.py finished but $run/$seq.txt is missing"
-        done
-    else
-        echo "   all ${#seqs[@]} sequences tracked already (same settings)"
+        run_complete "$run" || die "submit_dance.py finished but $run lacks a sequence's result"
     fi
+    if [[ "$ONE_PASS" != 1 ]]; then score_row "$row"; fi
+    return 0
+}
 
-    local stale=0
+# run_complete RUN_FOLDER: every expected sequence has its result file there.
+run_complete() {
+    local seq
+    for seq in "${SEQS_EXPECTED[@]}"; do
+        [[ -f "$1/$seq.txt" ]] || return 1
+    done
+    return 0
+}
+
+# score_row ROW: tools/evaluate.py into ROW/eval.json, unless it is newer than every result file.
+score_row() {
+    local row="$1" run seq stale=0
+    run="$(readlink -f "$row")"
     if [[ -f "$run/eval.json" ]]; then
-        for seq in "${seqs[@]}"; do
+        for seq in "${SEQS_EXPECTED[@]}"; do
             if [[ "$run/$seq.txt" -nt "$run/eval.json" ]]; then stale=1; fi
         done
     else
         stale=1
     fi
+    echo "-- score $TABLE/$(basename "$row")"
     if ((stale)); then
+        local -a cmd=("${EVAL_CMD[@]}" --tracker_folder "$row" --json "$row/eval.json")
         if ((${#SEQ_LIST[@]})); then
             printf 'name\n' >"$run/seqmap.txt.tmp"
             printf '%s\n' "${SEQ_LIST[@]}" >>"$run/seqmap.txt.tmp"
             mv -f "$run/seqmap.txt.tmp" "$run/seqmap.txt"
+            cmd+=(--seqmap "$row/seqmap.txt")
         fi
-        print_command "${eval_cmd[@]}"
-        "${eval_cmd[@]}"
+        print_command "${cmd[@]}"
+        "${cmd[@]}"
     else
         echo "   eval.json is newer than every result file: not re-scored"
     fi
-    return 0
 }
 
-# Collect every table into TABLES (after all rows ran).
+# The one pass: every collected row still missing a result, as variants of one submit_dance.py run.
+track_pending() {
+    ((${#PENDING_LINES[@]})) || return 0
+    local -a base=("${BASE[@]}" --resume "$CKPT" --mot_path "$MOT_PATH" --det_db "$DET_DB" --split "$SPLIT"
+                   "${DATASET_FLAGS[@]}" "${SEQ_FLAGS[@]}" "${EXTRA[@]}" --output_dir "$OUT/runs")
+    local file="$OUT/runs/variants_$TABLE.txt"
+    echo
+    echo "-- one pass: ${#PENDING_LINES[@]} variant(s) on each frame's features ($file)"
+    if [[ "$DRY_RUN" == 1 ]]; then
+        printf '   %s\n' "${PENDING_LINES[@]}"
+        print_command "${LAUNCH[@]}" submit_dance.py "${base[@]}" --variants "$file"
+        return 0
+    fi
+    mkdir -p "$OUT/runs"
+    printf '%s\n' "${PENDING_LINES[@]}" >"$file.tmp"
+    mv -f "$file.tmp" "$file"
+    print_command "${LAUNCH[@]}" submit_dance.py "${base[@]}" --variants "$file"
+    "${LAUNCH[@]}" submit_dance.py "${base[@]}" --variants "$file"
+    local key
+    for key in "${PENDING_KEYS[@]}"; do
+        run_complete "$OUT/runs/$key" || die "submit_dance.py finished but $OUT/runs/$key lacks a sequence's result"
+    done
+}
+
+# Track what is pending (one pass), score every row, collect every table into TABLES.
 finish_tables() {
+    if [[ "${ALL_TABLES_PASS:-0}" == 1 ]]; then return 0; fi
+    track_pending
+    local row
+    if [[ "$ONE_PASS" == 1 && "$DRY_RUN" != 1 ]]; then
+        for row in "${ROWS[@]}"; do score_row "$row"; done
+    fi
     local -a cmd=("$PYTHON" tools/make_tables.py --results "$OUT" --out "$TABLES")
     echo
     if [[ "$DRY_RUN" == 1 ]]; then
