@@ -18,8 +18,8 @@ if str(REPO_ROOT) not in sys.path:
 
 from tools.evaluate import METRIC_KEYS, EvaluationInputError, evaluate, main  # noqa: E402
 
-from tests.helpers import SHARED  # noqa: E402
-TUD_DIR = SHARED / "data" / "tud_campus"
+from tests.helpers import DATA  # noqa: E402
+TUD_DIR = DATA / "tud_campus"
 
 # A numpy-2 incompatibility inside trackeval would first show up as a DeprecationWarning.
 pytestmark = pytest.mark.filterwarnings("error::DeprecationWarning")

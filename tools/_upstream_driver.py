@@ -2,6 +2,7 @@
 tools/benchmark.py --upstream.  Nothing of upstream is copied here: this imports their code from
 their folder and only routes their deformable attention to their own pure-PyTorch function (their
 CUDA extension is not built) and stops torchvision from downloading ImageNet weights."""
+import importlib.util
 import json
 import sys
 import time
@@ -10,7 +11,7 @@ import types
 import torch
 import torchvision
 
-upstream, input_path, h, w, reps, threads, parity_dir = sys.argv[1:8]
+upstream, input_path, h, w, reps, threads, standin_weights_py = sys.argv[1:8]
 h, w, reps = int(h), int(w), int(reps)
 torch.set_num_threads(int(threads))
 sys.path.insert(0, upstream)
@@ -30,13 +31,15 @@ torchvision.models.resnet50 = lambda pretrained=False, **kw: _resnet50(weights=N
 from main import get_args_parser  # noqa: E402
 from models import build_model  # noqa: E402
 
-sys.path.insert(0, parity_dir)
-from weights import make_state_dict  # noqa: E402
+# Our util/standin_weights.py by its path: upstream has a `util` package of its own.
+_spec = importlib.util.spec_from_file_location("standin_weights", standin_weights_py)
+standin_weights = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(standin_weights)
 
 args = get_args_parser().parse_args(open(f"{upstream}/configs/motrv2.args").read().split())
 args.device = "cpu"
 model, _, _ = build_model(args)
-model.load_state_dict(make_state_dict())
+model.load_state_dict(standin_weights.make_state_dict(model.state_dict()))
 model.eval()
 data = torch.load(input_path)
 times, tracks = [], None

@@ -4,7 +4,7 @@
     python tools/benchmark.py --device cuda --sizes 800x1422 --amp fp16
     python tools/benchmark.py --upstream /path/to/MOTRv2     # + upstream's own CPU path, same input/weights
 
-Stand-in weights (shared/parity/weights.py) and a synthetic frame with 60 proposals; the first
+Stand-in weights (util/standin_weights.py) and a synthetic frame with 60 proposals; the first
 frame is a warm-up and tracks carry over between frames, as when tracking.  Every variant runs in
 this process on the same inputs, interleaved, so a busy machine slows them alike; ratios are
 against the "plain" path: reference (grid_sample) attention, torch.no_grad.
@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from models.ms_deform_attn import MSDeformAttn  # noqa: E402
-from tests.helpers import PARITY  # noqa: E402
+from util.standin_weights import make_state_dict  # noqa: E402
 
 STAGES = ("image loading", "backbone", "encoder", "decoder", "memory", "post-processing")
 
@@ -69,12 +69,10 @@ class StageTimer:
 def build_model(memory: bool, device):
     from main import get_args_parser
     from models import build_model as build
-    sys.path.insert(0, str(PARITY))
-    from weights import make_state_dict
     argv = (REPO / "configs" / "motrv2.args").read_text().split()
     argv += ["--memory", "sparse"] if memory else ["--memory", "none"]
     model, _, _ = build(get_args_parser().parse_args(argv))
-    model.load_state_dict(make_state_dict())
+    model.load_state_dict(make_state_dict(model.state_dict()))
     return model.eval().to(device)
 
 
@@ -161,7 +159,7 @@ def run_upstream(upstream: str, hw, frame, reps: int, threads: int) -> float:
         x = image_to_input(img, *(INPUT_RULE if hw[0] >= 800 else hw))
         torch.save({"img": x[None], "proposals": proposals}, os.path.join(tmp, "input.pt"))
         cmd = [sys.executable, str(REPO / "tools" / "_upstream_driver.py"), upstream, os.path.join(tmp, "input.pt"),
-               str(hw[0]), str(hw[1]), str(reps), str(threads), str(PARITY)]
+               str(hw[0]), str(hw[1]), str(reps), str(threads), str(REPO / "util" / "standin_weights.py")]
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=upstream)
         if out.returncode != 0:
             raise RuntimeError(f"upstream run failed:\n{out.stderr[-2000:]}")

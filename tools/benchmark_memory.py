@@ -68,10 +68,11 @@ def time_frame(hw, n_proposals: int, device, reps: int) -> float:
     """Median time of one MOTRv2 frame (plain, no memory) with stand-in weights."""
     from main import get_args_parser
     from models import build_model
-    from tests.helpers import load_weights_module, motrv2_argv
+    from tests.helpers import motrv2_argv
+    from util.standin_weights import make_state_dict
     args = get_args_parser().parse_args(motrv2_argv(["--memory", "none"]))
     model, _, _ = build_model(args)
-    model.load_state_dict(load_weights_module().make_state_dict())
+    model.load_state_dict(make_state_dict(model.state_dict()))
     model.eval().optimize_for_inference().to(device)
     img = torch.randn(1, 3, *hw, device=device)
     g = torch.Generator().manual_seed(1)
