@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from tests.helpers import REPO, SHARED, SMALL_MODEL_ARGV
+from tests.helpers import REPO, SMALL_MODEL_ARGV
 from tools import make_tables
 
-PAPER = SHARED / "paper" / "TF-SASM.txt"
+PAPER = REPO / "docs" / "paper_figures.md"  # the paper's Tables I-VI as printed
 ABLATION = REPO / "tools" / "ablation"
 
 SCRIPTS = {"table2": "table2_modules.sh", "table3": "table3_density.sh", "table4": "table4_ofs.sh",
@@ -278,7 +278,7 @@ def test_bad_eval_json_is_named(tmp_path, capsys):
 
 
 def paper_tables():
-    """Data rows of the markdown tables in the paper text, in order: [[first number per cell]]."""
+    """Data rows of the markdown tables of the paper's figures, in order: [[first number per cell]]."""
     tables, current = [], None
     for line in PAPER.read_text().splitlines():
         if line.startswith("|"):
@@ -293,7 +293,6 @@ def paper_tables():
     return [table for table in tables if table]  # a lone "| (3) |" line is an equation number
 
 
-@pytest.mark.skipif(not PAPER.is_file(), reason="shared/paper/TF-SASM.txt not available")
 def test_paper_numbers_are_typed_as_printed():
     tables = paper_tables()
     assert len(tables) == 6  # Table I (test set, not an ablation) and Tables II-VI
