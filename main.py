@@ -77,7 +77,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     a("--dataset_file", default="coco")
     a("--gt_file_train", type=str)
     a("--gt_file_val", type=str)
-    a("--coco_path", default="/data/workspace/detectron2/datasets/coco/", type=str)
+    a("--coco_path", default="data/coco", type=str, help="unused: upstream's flag, kept so its commands parse")
     a("--coco_panoptic_path", type=str)
     a("--remove_difficult", action="store_true")
     a("--output_dir", default="", help="where to save; empty for no saving")
@@ -91,7 +91,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     a("--pretrained", default=None, help="weights to start training from (model only)")
     a("--cache_mode", default=False, action="store_true")
     # -- end-to-end MOT
-    a("--mot_path", default="/data/Dataset/mot", type=str)
+    a("--mot_path", default="data", type=str, help="the data root (DanceTrack/, det_db files)")
     a("--det_db", default="", type=str)
     a("--input_video", default="figs/demo.mp4", type=str)
     a("--data_txt_path_train", default="./datasets/data_path/detmot17.train", type=str)
