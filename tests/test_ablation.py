@@ -96,6 +96,7 @@ def tiny_setup(tmp_path_factory):
     return {"root": root, "det_db": data["det_db"], "args_file": args_file}
 
 
+@pytest.mark.slow  # two whole ablation scripts: training-free tracking and scoring of several rows
 def test_table2_then_table4_end_to_end(tiny_setup):
     root = tiny_setup["root"]
     env = {"OUT": "results/ablation", "BASE_ARGS": "small.args", "PYTHON": sys.executable,

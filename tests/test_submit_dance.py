@@ -13,6 +13,8 @@ from tests.helpers import REPO, motrv2_argv, motrv2_standin_state_dict
 
 SEQS = {"dancetrack0001": 4, "dancetrack0002": 3}
 W, H = 96, 64
+# Each test runs submit_dance.py with the full-size MOTRv2 in subprocesses: 10-50 s apiece on 2 cores.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
