@@ -5,7 +5,7 @@ track with a non-empty memory is blended with the mean of its stored features; t
 sparsely: a feature is stored only once the track has moved far enough since the last store, and the
 stored feature is the one (since that last store) that overlapped least with other objects.
 
-Two presets (see /work/shared/design/sparse_memory.md):
+Two presets (see docs/sparse_memory.md):
 
 ``official`` (default) - bit-for-bit the authors' public code (zigonk/TF-SASM, ``memory_bank.py``):
   * distance = centre shift between the first and the last decoder layer of the same frame, added to

@@ -1,23 +1,20 @@
 """Shared test utilities: where the fixtures are, and models with stand-in weights."""
-import importlib.util
-import os
 import re
 from pathlib import Path
 
 import torch
 
+from util.standin_weights import load_manifest, make_state_dict
+
 REPO = Path(__file__).resolve().parents[1]
-# The shared fixtures live next to the repository (../shared); MOTR_SHARED_DIR points elsewhere.
-SHARED = Path(os.environ.get("MOTR_SHARED_DIR", REPO.parent / "shared"))
-PARITY = SHARED / "parity"
+# Every fixture the tests read is in the repository (tests/data/README.md says where each came from).
+DATA = REPO / "tests" / "data"
+PARITY = DATA / "parity"
 
 
-def load_weights_module():
-    """`shared/parity/weights.py` (deterministic stand-in weights), imported by path."""
-    spec = importlib.util.spec_from_file_location("parity_weights", PARITY / "weights.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def motrv2_standin_state_dict():
+    """MOTRv2's stand-in weights (util/standin_weights) for the names of the parity manifest."""
+    return make_state_dict(load_manifest(PARITY / "motrv2_state_dict.json"))
 
 
 # A small MOTRv2 (random weights) for end-to-end tests that need speed, not the real architecture.
@@ -48,7 +45,7 @@ def build_parity_model(extra_argv=()):
     from models import build_model
     args = get_args_parser().parse_args(motrv2_argv(extra_argv))
     model, _, _ = build_model(args)
-    model.load_state_dict(load_weights_module().make_state_dict(), strict=True)
+    model.load_state_dict(motrv2_standin_state_dict(), strict=True)
     return model.eval(), args
 
 
@@ -64,6 +61,4 @@ def standin_state_dict(extra_argv=()):
     from main import get_args_parser
     from models import build_model
     model, _, _ = build_model(get_args_parser().parse_args(motrv2_argv(extra_argv)))
-    make_tensor = load_weights_module().make_tensor
-    return {name: make_tensor(name, tuple(t.shape), str(t.dtype).replace("torch.", ""))
-            for name, t in model.state_dict().items()}
+    return make_state_dict(model.state_dict())

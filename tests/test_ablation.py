@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from tests.helpers import REPO, SHARED, SMALL_MODEL_ARGV
+from tests.helpers import REPO, SMALL_MODEL_ARGV
 from tools import make_tables
 
-PAPER = SHARED / "paper" / "TF-SASM.txt"
+PAPER = REPO / "docs" / "paper_figures.md"  # the paper's Tables I-VI as printed
 ABLATION = REPO / "tools" / "ablation"
 
 SCRIPTS = {"table2": "table2_modules.sh", "table3": "table3_density.sh", "table4": "table4_ofs.sh",
@@ -96,6 +96,7 @@ def tiny_setup(tmp_path_factory):
     return {"root": root, "det_db": data["det_db"], "args_file": args_file}
 
 
+@pytest.mark.slow  # two whole ablation scripts: training-free tracking and scoring of several rows
 def test_table2_then_table4_end_to_end(tiny_setup):
     root = tiny_setup["root"]
     env = {"OUT": "results/ablation", "BASE_ARGS": "small.args", "PYTHON": sys.executable,
@@ -278,7 +279,7 @@ def test_bad_eval_json_is_named(tmp_path, capsys):
 
 
 def paper_tables():
-    """Data rows of the markdown tables in the paper text, in order: [[first number per cell]]."""
+    """Data rows of the markdown tables of the paper's figures, in order: [[first number per cell]]."""
     tables, current = [], None
     for line in PAPER.read_text().splitlines():
         if line.startswith("|"):
@@ -293,7 +294,6 @@ def paper_tables():
     return [table for table in tables if table]  # a lone "| (3) |" line is an equation number
 
 
-@pytest.mark.skipif(not PAPER.is_file(), reason="shared/paper/TF-SASM.txt not available")
 def test_paper_numbers_are_typed_as_printed():
     tables = paper_tables()
     assert len(tables) == 6  # Table I (test set, not an ablation) and Tables II-VI

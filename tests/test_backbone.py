@@ -31,6 +31,7 @@ def test_folded_backbone_matches(name):
         assert torch.allclose(after[k], before[k], atol=1e-5 * float(scale), rtol=1e-5), k
 
 
+@pytest.mark.slow  # torch.compile: about a minute on 2 cores
 def test_compiled_motr_matches():
     """`--compile` (torch.compile of the folded backbone) keeps the model's outputs."""
     from main import get_args_parser

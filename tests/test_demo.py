@@ -4,7 +4,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers import REPO
+
+pytestmark = pytest.mark.slow  # the whole demo: minutes
 
 VARIANTS = ("MOTRv2", "MOTRv2 + TF-SASM")
 METRICS = ("HOTA", "DetA", "AssA", "MOTA", "IDF1")

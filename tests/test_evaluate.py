@@ -18,8 +18,8 @@ if str(REPO_ROOT) not in sys.path:
 
 from tools.evaluate import METRIC_KEYS, EvaluationInputError, evaluate, main  # noqa: E402
 
-# A byte-for-byte copy of shared/data/tud_campus (tests never read ../shared directly).
-TUD_DIR = Path(__file__).resolve().parent / "data" / "tud_campus"
+from tests.helpers import DATA  # noqa: E402
+TUD_DIR = DATA / "tud_campus"
 
 # A numpy-2 incompatibility inside trackeval would first show up as a DeprecationWarning.
 pytestmark = pytest.mark.filterwarnings("error::DeprecationWarning")

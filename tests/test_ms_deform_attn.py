@@ -197,6 +197,7 @@ def test_bfloat16_close_to_float32():
     assert (out.float() - ref).abs().max().item() <= 0.05 * ref.abs().max().item()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton not installed")
 def test_triton_kernel_in_interpreter():
     """The Triton kernel, run by Triton's CPU interpreter, agrees with the reference."""
@@ -223,6 +224,7 @@ def test_triton_kernel_in_interpreter():
     assert err <= 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton not installed")
 @pytest.mark.parametrize("dtype", ["*fp16", "*fp32"])
 def test_triton_kernel_compiles_for_h100(dtype):

@@ -1,6 +1,6 @@
-"""Our model against the public reference code, number for number (shared/parity/README.md).
+"""Our model against the public reference code, number for number (tests/data/README.md).
 
-Every `*_reference.pt` of MOTRv2/TF-SASM kind in shared/parity is checked: a fixture whose tracks
+Every `*_reference.pt` of MOTRv2/TF-SASM kind in tests/data/parity is checked: a fixture whose tracks
 carry memory fields is run with the memory flags its `about` names, the others with `--memory none`.
 """
 import dataclasses

@@ -462,6 +462,7 @@ def result_files(folder: Path) -> List[str]:
         if folder.is_dir() else []
 
 
+@pytest.mark.slow  # runs, kills and resumes a tracking subprocess
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 def test_interrupted_run_keeps_whole_files_and_resumes_to_identical_results(base, ckpt, reference, tmp_path,
                                                                            sig):

@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import REPO, load_weights_module, motrv2_argv
+from tests.helpers import REPO, motrv2_argv, motrv2_standin_state_dict
 
 SEQS = {"dancetrack0001": 4, "dancetrack0002": 3}
 W, H = 96, 64
+# Each test runs submit_dance.py with the full-size MOTRv2 in subprocesses: 10-50 s apiece on 2 cores.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,7 @@ def data(tmp_path_factory):
             det_db[key] = [f"{10 + 5 * f},10,30,40,0.9\n", "60,5,20,30,0.4\n"]
     (root / "det_db.json").write_text(json.dumps(det_db))
     ckpt = root / "standin.pth"
-    torch.save({"model": load_weights_module().make_state_dict()}, ckpt)
+    torch.save({"model": motrv2_standin_state_dict()}, ckpt)
     return root, ckpt
 
 
@@ -90,7 +92,7 @@ def test_resumes_skips_finished_and_overwrite_redoes(data, tmp_path):
 
 def test_bad_checkpoint_lists_keys_and_exits_nonzero(data, tmp_path):
     root, _ = data
-    state = load_weights_module().make_state_dict()
+    state = motrv2_standin_state_dict()
     state.pop("query_embed.weight")
     state["extra.weight"] = torch.zeros(1)
     state["position.weight"] = torch.zeros(11, 4)

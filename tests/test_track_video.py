@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from datasets.det_db import load_det_db, parse_det_lines
-from tests.helpers import REPO, SMALL_MODEL_ARGV, load_weights_module, motrv2_argv
+from tests.helpers import REPO, SMALL_MODEL_ARGV, motrv2_argv
+from util.standin_weights import make_state_dict
 from tools.make_detdb import format_det_lines
 from tools.track_video import main, read_chunks
 from tools.visualize import draw_tracks, read_mot_file
@@ -43,10 +44,8 @@ def assets(tmp_path_factory):
     writer.release()
 
     from models.yolox import build_yolox, load_state_dict_strict
-    weights = load_weights_module()
     detector = build_yolox("yolox-s")
-    load_state_dict_strict(detector, {k: weights.make_tensor(k, tuple(v.shape), str(v.dtype).replace("torch.", ""))
-                                      for k, v in detector.state_dict().items()})
+    load_state_dict_strict(detector, make_state_dict(detector.state_dict()))
     detector.eval()
 
     from main import get_args_parser

@@ -54,6 +54,7 @@ def one_clip(mot_path, args, index=0):
     return collate_fn([dataset[index]])
 
 
+@pytest.mark.slow  # a training run
 def test_a_few_steps_on_one_clip_lower_the_loss(mot_path):
     args = tiny_args(mot_path, "--lr", 2e-3)
     model, criterion = build_tiny(args)
@@ -102,6 +103,7 @@ def _assert_same_tensors(a, b, what):
         assert a == b, what
 
 
+@pytest.mark.slow  # a training run
 def test_resume_continues_exactly_where_it_stopped(mot_path, tmp_path):
     # lr_drop 1: epoch 1 runs at a tenth of the rate, so a lost scheduler state would show.
     common = ("--lr", 1e-3, "--lr_backbone", 1e-4, "--lr_drop", 1, "--seed", 7, "--query_denoise", 0.05)
@@ -232,6 +234,7 @@ def test_exported_weights_can_average_several_checkpoints(tmp_path):
     assert not (tmp_path / "bad.pth").exists()
 
 
+@pytest.mark.slow  # a training run
 def test_checkpoints_are_written_whole_with_periodic_copies(mot_path, tmp_path):
     out = tmp_path / "run"
     engine.train(tiny_args(mot_path, "--epochs", 2, "--save_period", 2, "--output_dir", out,

@@ -1,7 +1,6 @@
 """YOLOX-X detector: parity with the public yolox 0.3.0, checkpoint loading, pre/post-processing,
 and the det_db maker (tools/make_detdb.py)."""
 import argparse
-import importlib.util
 import json
 import re
 import sys
@@ -20,16 +19,8 @@ sys.path.insert(0, str(REPO))
 from models.yolox import (RGB_MEAN, RGB_STD, build_yolox, detect_frames, load_state_dict_strict,  # noqa: E402
                           load_yolox, postprocess, preproc)
 from tools import make_detdb  # noqa: E402
+from util.standin_weights import make_state_dict, make_tensor  # noqa: E402
 
-
-
-def _load_weights_module():
-    if not (PARITY / "weights.py").exists():
-        pytest.skip(f"parity fixtures not found at {PARITY}")
-    spec = importlib.util.spec_from_file_location("parity_weights", PARITY / "weights.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _manifest():
@@ -47,9 +38,8 @@ def _uninitialised(name):
 
 @pytest.fixture(scope="module")
 def yolox_x():
-    """YOLOX-X with the parity fixtures' stand-in weights (weights.make_tensor per name)."""
-    weights = _load_weights_module()
-    state = {e["name"]: weights.make_tensor(e["name"], tuple(e["shape"]), e["dtype"]) for e in _manifest()}
+    """YOLOX-X with the parity fixtures' stand-in weights (make_tensor per name of the manifest)."""
+    state = {e["name"]: make_tensor(e["name"], tuple(e["shape"]), e["dtype"]) for e in _manifest()}
     model = _uninitialised("yolox-x")
     load_state_dict_strict(model, {"model": state})
     return model.eval()
@@ -58,9 +48,7 @@ def yolox_x():
 @pytest.fixture(scope="module")
 def yolox_s_state():
     """make_tensor stand-in weights for YOLOX-S (same code, 1/10 the cost of X on the CPU)."""
-    weights = _load_weights_module()
-    names = _uninitialised("yolox-s").state_dict()
-    return {k: weights.make_tensor(k, tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in names.items()}
+    return make_state_dict(_uninitialised("yolox-s").state_dict())
 
 
 @pytest.fixture(scope="module")

@@ -55,8 +55,9 @@ def _paper(hota: float, deta: float, assa: float, idf1: float) -> Dict[str, floa
 
 
 FULL = "sparse memory + OFS, K = 10, tau = 0.1"
-# Paper numbers: TF-SASM, Tables II-VI (DanceTrack val), /work/shared/paper/TF-SASM.txt. The paper's
-# parenthesised gains are not copied: some disagree with its own values (see the notes).
+# Paper numbers: TF-SASM (arXiv 2407.04327), Tables II-VI (DanceTrack val), as docs/paper_figures.md
+# has them. The paper's parenthesised gains are not copied: some disagree with its own values (see
+# the notes).
 TABLES: Tuple[Table, ...] = (
     Table("table2", "Table II: effectiveness of each module", "table2_modules.sh", (
         Row("motrv2", "Baseline (MOTRv2)", "`--memory none`", _paper(65.4, 79.0, 54.4, 67.1)),
