@@ -86,6 +86,7 @@ def assert_same(api, submitted):
             assert all(abs(a - float(b)) <= 0.01 for a, b in zip(box, ref[2:6])), (box, ref)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("memory", ["none", "sparse"])
 def test_update_returns_what_submit_dance_writes_and_reset_repeats_it(data, tmp_path, memory):
     root, ckpt, det_db = data
@@ -97,6 +98,7 @@ def test_update_returns_what_submit_dance_writes_and_reset_repeats_it(data, tmp_
     assert api_lines(tracker, root, det_db) == first  # reset() then a rerun: the same again
 
 
+@pytest.mark.slow
 def test_torch_hub_load_gives_the_same_tracker(data, tmp_path):
     root, ckpt, det_db = data
     hub = torch.hub.load(str(REPO), "motrv2", source="local", checkpoint=str(ckpt), config=str(config_file(tmp_path)),

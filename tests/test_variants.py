@@ -64,6 +64,7 @@ def assert_same_files(mine, theirs):
             assert all(abs(float(u) - float(v)) <= 0.01 for u, v in zip(x[2:6], y[2:6])), key
 
 
+@pytest.mark.slow
 def test_one_pass_gives_every_variants_own_files(data, separate, tmp_path):  # noqa: F811
     root, ckpt, _ = data
     assert len({text for text in separate.values()}) > len(SEQS) * 3, "the variants barely differ: a weak test"
@@ -72,6 +73,7 @@ def test_one_pass_gives_every_variants_own_files(data, separate, tmp_path):  # n
     assert_same_files(results(tmp_path, NAMES), separate)
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_only_the_missing_variants(data, separate, tmp_path, monkeypatch):  # noqa: F811
     root, ckpt, _ = data
     argv = base_argv(root, ckpt, tmp_path) + ["--variants", str(variants_file(tmp_path))]
