@@ -1,0 +1,118 @@
+"""Time per frame of one pass with N tracker variants against N separate passes, and peak memory.
+
+    python tools/benchmark_variants.py                       # CPU, 800x1422, N = 1 4 16
+    python tools/benchmark_variants.py --device cuda --frames 10
+
+Stand-in weights (util/standin_weights.py), a synthetic 800x1422 input with 60 proposals, tracks
+carried over between frames. "One pass": each frame encoded once (backbone + encoder), then every
+variant's Tracker steps on it (`models.tracker.track_frame`). "Separate": N trackers each encoding
+the frame itself, i.e. what N runs of submit_dance.py cost per frame. Both run in this process, in
+turn, on the same frames; the ratios are what to compare (timings on a shared machine are noisy).
+Peak memory: CUDA allocator peak per mode; on CPU the resident-set growth of the one-pass mode.
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from models.tracker import Tracker, TrackerConfig, track_frame  # noqa: E402
+
+# A spread of the ablation rows (memory on and off, presets, OFS modes, K, tau).
+ROW_CONFIGS = [dict(memory="none"), dict(memory="sparse"), dict(memory="sparse", ofs="latest"),
+               dict(memory="dense", ofs="latest"), dict(memory="sparse", ofs="delay"),
+               dict(memory="sparse", memory_preset="paper")] + [
+              dict(memory="sparse", memory_size=k) for k in (5, 15, 20)] + [
+              dict(memory="sparse", memory_tau=t) for t in (0.05, 0.2, 0.3, 0.4)] + [
+              dict(memory="sparse", memory_alpha=a) for a in (0.25, 0.75, 1.0)]
+
+
+def build_network(device):
+    from main import get_args_parser
+    from models import build_model
+    from util.standin_weights import make_state_dict
+    argv = (Path(__file__).resolve().parents[1] / "configs" / "motrv2.args").read_text().split()
+    model, _, _ = build_model(get_args_parser().parse_args(argv))
+    model.load_state_dict(make_state_dict(model.state_dict()))
+    return model.eval().to(device).optimize_for_inference()
+
+
+def frame_inputs(hw, n_proposals, device, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    img = torch.randn(1, 3, *hw, generator=g).to(device)
+    proposals = torch.cat([torch.rand(n_proposals, 2, generator=g) * 0.8 + 0.1,
+                           torch.rand(n_proposals, 2, generator=g) * 0.05 + 0.02,
+                           torch.rand(n_proposals, 1, generator=g) * 0.5 + 0.5], 1).to(device)
+    return img, proposals
+
+
+def rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+    except (OSError, StopIteration):
+        return float("nan")
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--hw", type=int, nargs=2, default=[800, 1422], help="model input H W")
+    parser.add_argument("--counts", type=int, nargs="+", default=[1, 4, 16], help="numbers of variants")
+    parser.add_argument("--frames", type=int, default=2, help="timed frames per mode (after one warm-up)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--proposals", type=int, default=60)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    hw = tuple(args.hw)
+    print(f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else f'CPU, {args.threads} threads'}"
+          f", torch {torch.__version__}, input {hw[0]}x{hw[1]}, {args.proposals} proposals")
+    network = build_network(device)
+    img, proposals = frame_inputs(hw, args.proposals, device)
+    rows = []
+    for n in args.counts:
+        configs = [TrackerConfig(score_threshold=0.3, update_score_threshold=0.3, **ROW_CONFIGS[i % len(ROW_CONFIGS)])
+                   for i in range(n)]
+        times = {"one pass": [], "separate": []}
+        peaks = {}
+        for mode in times:
+            trackers = [Tracker(network, c, device=device) for c in configs]
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            rss0 = rss_mb()
+            for i in range(args.frames + 1):  # frame 0 warms up
+                sync(device)
+                t0 = time.perf_counter()
+                if mode == "one pass":
+                    track_frame(trackers, img, proposals, hw)
+                else:
+                    for t in trackers:
+                        t.track(img, proposals, hw)
+                sync(device)
+                if i:
+                    times[mode].append(time.perf_counter() - t0)
+            peaks[mode] = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
+                           else rss_mb() - rss0)
+        one, sep = min(times["one pass"]), min(times["separate"])
+        rows.append((n, one, sep, peaks))
+    base = rows[0][1]
+    print(f"\n{'variants':>8} {'one pass s/frame':>17} {'vs 1 variant':>13} {'separate s/frame':>17} "
+          f"{'separate/one pass':>18} {'FPS one pass':>13} {'peak MB one/sep':>16}")
+    for n, one, sep, peaks in rows:
+        print(f"{n:>8} {one:>17.3f} {one / base:>12.2f}x {sep:>17.3f} {sep / one:>17.2f}x {1 / one:>13.2f} "
+              f"{peaks['one pass']:>8.0f}/{peaks['separate']:<7.0f}")
+    print("peak MB: CUDA allocator peak" if device.type == "cuda" else
+          "peak MB: resident-set growth during the mode (CPU); the network is shared in both")
+
+
+if __name__ == "__main__":
+    main()
