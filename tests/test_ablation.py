@@ -109,8 +109,10 @@ def test_table2_then_table4_end_to_end(tiny_setup):
     done = run_script("table2_modules.sh", positional, env, cwd=root)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = root / "results" / "ablation"
-    for row in ("motrv2", "sasm", "sasm_ofs"):  # every command is printed before it runs
-        assert re.search(rf"^\+ .*submit_dance\.py .*--exp_name {row}( |$)", done.stdout, re.M)
+    # every command is printed before it runs: the rows' one pass, then each row's scoring
+    assert re.search(r"^\+ .*submit_dance\.py .*--variants \S*variants_table2\.txt$", done.stdout, re.M)
+    for row in ("motrv2", "sasm", "sasm_ofs"):
+        assert re.search(rf"^-- table2/{row}: ", done.stdout, re.M)
         assert re.search(rf"^\+ .*tools/evaluate\.py .*table2/{row}/eval\.json", done.stdout, re.M)
 
     tables_md = root / "results" / "tables.md"

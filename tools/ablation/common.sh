@@ -134,6 +134,20 @@ ablation_init() {
         if [[ "$DATASET" == mot17 ]]; then DATASET_FLAGS+=(--mot17_copy "$MOT17_COPY"); fi
     fi
     read -r -a EXTRA <<<"${EXTRA_ARGS:-}"
+    # EXTRA_ARGS' tracker/memory flags (each takes one value) follow a row's own flags, as they do in
+    # a row-by-row command line; in the one pass they go on every variant line, the rest on the command.
+    EXTRA_TRACKER=()
+    EXTRA_RUN=()
+    local i=0
+    while ((i < ${#EXTRA[@]})); do
+        if [[ "${EXTRA[i]}" =~ ^--(memory[a-z_]*|ofs|score_threshold|update_score_threshold|miss_tolerance|track_nms_iou|area_threshold)$ ]]; then
+            EXTRA_TRACKER+=("${EXTRA[i]}" "${EXTRA[i + 1]:-}")
+            i=$((i + 2))
+        else
+            EXTRA_RUN+=("${EXTRA[i]}")
+            i=$((i + 1))
+        fi
+    done
     read -r -a SEQ_LIST <<<"${SEQS:-}"
     read -r -a ONLY_LIST <<<"${ONLY:-}"
     [[ "$NUM_GPUS" =~ ^[1-9][0-9]*$ ]] || die "NUM_GPUS must be a positive integer, got '$NUM_GPUS'"
@@ -256,7 +270,7 @@ run_variant() {
     echo "-- $TABLE/$name: $*"
     if [[ "$DRY_RUN" == 1 ]]; then
         if [[ "$ONE_PASS" == 1 ]]; then
-            PENDING_LINES+=("$name $*")
+            PENDING_LINES+=("$name $* ${EXTRA_TRACKER[*]}")
         else
             print_command "${LAUNCH[@]}" submit_dance.py "${args[@]}"
         fi
@@ -285,8 +299,9 @@ run_variant() {
     if run_complete "$run"; then
         echo "   all ${#SEQS_EXPECTED[@]} sequences tracked already (same settings)"
     elif [[ "$ONE_PASS" == 1 ]]; then
-        [[ " ${PENDING_KEYS[*]:-} " == *" $key "* ]] || { PENDING_KEYS+=("$key"); PENDING_LINES+=("$key $*"); }
-        echo "   tracked in the one pass at the end"
+        [[ " ${PENDING_KEYS[*]:-} " == *" $key "* ]] ||
+            { PENDING_KEYS+=("$key"); PENDING_LINES+=("$key $* ${EXTRA_TRACKER[*]}"); }
+        echo "   tracked in the one pass at the end (variant $key)"
     else
         print_command "${LAUNCH[@]}" submit_dance.py "${args[@]}"
         "${LAUNCH[@]}" submit_dance.py "${args[@]}"
@@ -336,7 +351,7 @@ score_row() {
 track_pending() {
     ((${#PENDING_LINES[@]})) || return 0
     local -a base=("${BASE[@]}" --resume "$CKPT" --mot_path "$MOT_PATH" --det_db "$DET_DB" --split "$SPLIT"
-                   "${DATASET_FLAGS[@]}" "${SEQ_FLAGS[@]}" "${EXTRA[@]}" --output_dir "$OUT/runs")
+                   "${DATASET_FLAGS[@]}" "${SEQ_FLAGS[@]}" "${EXTRA_RUN[@]}" --output_dir "$OUT/runs")
     local file="$OUT/runs/variants_$TABLE.txt"
     echo
     echo "-- one pass: ${#PENDING_LINES[@]} variant(s) on each frame's features ($file)"
