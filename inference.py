@@ -7,12 +7,12 @@ A variant `NAME` writes `OUTPUT_DIR/NAME/<seq>.txt` (one variant: `--exp_name`),
 """
 import argparse
 import contextlib
+import copy
 import os
 import re
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence
 
-import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -41,16 +41,15 @@ class Variant:
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
 
-def _line_parser(parser: argparse.ArgumentParser, path: str, lineno: int) -> argparse.ArgumentParser:
+def _line_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """A copy of `parser` that returns only the flags given (no defaults) and raises VariantError."""
-    import copy
     p = copy.deepcopy(parser)
     for action in p._actions:
         action.default = argparse.SUPPRESS
     p.allow_abbrev = False  # a variant names its flags in full
 
     def fail(message):
-        raise VariantError(f"{path}:{lineno}: {message}")
+        raise VariantError(message)
     p.error = fail
     return p
 
@@ -61,6 +60,7 @@ def read_variants(path: str, base: argparse.Namespace, parser: argparse.Argument
     if not os.path.isfile(path):
         raise VariantError(f"--variants {path}: file not found")
     allowed = set(TrackerConfig.field_names())
+    line_parser = _line_parser(parser)
     variants: List[Variant] = []
     with open(path, encoding="utf-8") as f:
         lines = f.read().splitlines()
@@ -75,7 +75,10 @@ def read_variants(path: str, base: argparse.Namespace, parser: argparse.Argument
         if any(v.name == name for v in variants):
             first = next(v.line for v in variants if v.name == name)
             raise VariantError(f"{path}:{lineno}: duplicate variant name {name!r} (first on line {first})")
-        given = vars(_line_parser(parser, path, lineno).parse_args(flags))
+        try:
+            given = vars(line_parser.parse_args(flags))
+        except VariantError as exc:
+            raise VariantError(f"{path}:{lineno}: {exc}") from None
         refused = sorted(set(given) - allowed)
         if refused:
             option = next(o for a in parser._actions if a.dest == refused[0] for o in a.option_strings)

@@ -20,12 +20,13 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torchvision
 
+from datasets.det_db import proposals_from_detections
 from datasets.sequences import image_to_input
 from util.device import autocast_context, resolve_device
 
@@ -258,7 +259,6 @@ class Tracker:
         self.tracks: Optional[Instances] = None
         self.ids.clear()
         self.frame_size: Optional[Tuple[int, int]] = None
-        self.frame_count = 0
 
     # -- one frame ----------------------------------------------------------------------------------
     def step(self, features: "EncodedFeatures", proposals: Optional[torch.Tensor],
@@ -266,7 +266,6 @@ class Tracker:
         """Advance this tracker by one frame on `features` (the network's encoding of the frame)."""
         self.tracks = frame_step(self.network, features, proposals, self.tracks, ori_size=ori_size, ids=self.ids,
                                  memory=self.memory, update_threshold=self.config.update_score_threshold)
-        self.frame_count += 1
         return select_output(self.tracks, self.config.score_threshold, self.config.area_threshold)
 
     def track(self, image: torch.Tensor, proposals: Optional[torch.Tensor], ori_size: Tuple[int, int]) -> FrameTracks:
@@ -289,8 +288,7 @@ class Tracker:
         dets = _check_dets(dets)
         x = self.input_tensor(image)
         xywh = np.concatenate([dets[:, :2], dets[:, 2:4] - dets[:, :2], dets[:, 4:5]], axis=1)
-        from datasets.det_db import proposals_from_detections
-        proposals = proposals_from_detections(xywh, w, h).to(self.device)
+        proposals = proposals_from_detections(xywh, w, h)
         out = self.track(x, proposals, (h, w))
         self.frame_size = (h, w)
         rows = torch.cat([out.boxes.float(), out.ids[:, None].float(), out.scores[:, None].float(),
@@ -317,7 +315,8 @@ def track_frame(trackers: Sequence[Tracker], image: torch.Tensor, proposals: Opt
     device, amp = trackers[0].device, trackers[0].amp
     with torch.inference_mode(), autocast_context(device, amp):
         features = network.encode(image.to(device))
-        return [t.step(features, None if proposals is None else proposals.to(device), ori_size) for t in trackers]
+        proposals = None if proposals is None else proposals.to(device)
+        return [t.step(features, proposals, ori_size) for t in trackers]
 
 
 # -- building ------------------------------------------------------------------------------------------

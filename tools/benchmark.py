@@ -104,8 +104,8 @@ class VariantRunner:
         self.tracks = None
         self.frames = []  # (total seconds, {stage: seconds}) per timed frame
         model.clear()
-        memory = ("--memory", "sparse") if model.memory is not None else ("--memory", "none")
-        self.tracker = Tracker(model, TrackerConfig(memory=memory[1]), device=device, amp=amp,
+        memory = "sparse" if model.memory is not None else "none"
+        self.tracker = Tracker(model, TrackerConfig(memory=memory), device=device, amp=amp,
                                input_size=INPUT_RULE)
 
     def step(self, img, proposals, hw, timed: bool = True):
