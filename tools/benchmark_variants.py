@@ -8,9 +8,13 @@ carried over between frames. "One pass": each frame encoded once (backbone + enc
 variant's Tracker steps on it (`models.tracker.track_frame`). "Separate": N trackers each encoding
 the frame itself, i.e. what N runs of submit_dance.py cost per frame. Both run in this process, in
 turn, on the same frames; the ratios are what to compare (timings on a shared machine are noisy).
-Peak memory: CUDA allocator peak per mode; on CPU the resident-set growth of the one-pass mode.
+Peak memory of one pass with N variants: the CUDA allocator's peak, or on CPU the peak resident set
+of a fresh process that builds the network and runs two frames with N trackers (so the figures
+compare N with 1: what each variant adds beyond the one shared network).
 """
 import argparse
+import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -49,12 +53,18 @@ def frame_inputs(hw, n_proposals, device, seed=0):
     return img, proposals
 
 
-def rss_mb() -> float:
-    try:
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
-    except (OSError, StopIteration):
-        return float("nan")
+def make_trackers(network, n, device):
+    return [Tracker(network, TrackerConfig(score_threshold=0.3, update_score_threshold=0.3,
+                                           **ROW_CONFIGS[i % len(ROW_CONFIGS)]), device=device)
+            for i in range(n)]
+
+
+def cpu_peak_mb(n: int, hw, threads: int, n_proposals: int) -> float:
+    """Peak resident set (MB) of a fresh process running one pass with `n` variants for two frames."""
+    cmd = [sys.executable, __file__, "--_peak_of", str(n), "--hw", *map(str, hw), "--threads", str(threads),
+           "--proposals", str(n_proposals)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def sync(device):
@@ -70,25 +80,31 @@ def main(argv=None):
     parser.add_argument("--frames", type=int, default=2, help="timed frames per mode (after one warm-up)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--proposals", type=int, default=60)
+    parser.add_argument("--_peak_of", type=int, default=None, help=argparse.SUPPRESS)  # the child of cpu_peak_mb
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     hw = tuple(args.hw)
+    if args._peak_of is not None:
+        network = build_network(device)
+        img, proposals = frame_inputs(hw, args.proposals, device)
+        trackers = make_trackers(network, args._peak_of, device)
+        for _ in range(2):
+            track_frame(trackers, img, proposals, hw)
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        return
     print(f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else f'CPU, {args.threads} threads'}"
           f", torch {torch.__version__}, input {hw[0]}x{hw[1]}, {args.proposals} proposals")
     network = build_network(device)
     img, proposals = frame_inputs(hw, args.proposals, device)
     rows = []
     for n in args.counts:
-        configs = [TrackerConfig(score_threshold=0.3, update_score_threshold=0.3, **ROW_CONFIGS[i % len(ROW_CONFIGS)])
-                   for i in range(n)]
         times = {"one pass": [], "separate": []}
-        peaks = {}
+        peak = None
         for mode in times:
-            trackers = [Tracker(network, c, device=device) for c in configs]
+            trackers = make_trackers(network, n, device)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
-            rss0 = rss_mb()
             for i in range(args.frames + 1):  # frame 0 warms up
                 sync(device)
                 t0 = time.perf_counter()
@@ -100,18 +116,19 @@ def main(argv=None):
                 sync(device)
                 if i:
                     times[mode].append(time.perf_counter() - t0)
-            peaks[mode] = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
-                           else rss_mb() - rss0)
+            if mode == "one pass":
+                peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
+                        else cpu_peak_mb(n, hw, args.threads, args.proposals))
         one, sep = min(times["one pass"]), min(times["separate"])
-        rows.append((n, one, sep, peaks))
+        rows.append((n, one, sep, peak))
     base = rows[0][1]
     print(f"\n{'variants':>8} {'one pass s/frame':>17} {'vs 1 variant':>13} {'separate s/frame':>17} "
-          f"{'separate/one pass':>18} {'FPS one pass':>13} {'peak MB one/sep':>16}")
-    for n, one, sep, peaks in rows:
+          f"{'separate/one pass':>18} {'FPS one pass':>13} {'peak MB one pass':>17} {'vs 1 variant':>13}")
+    for n, one, sep, peak in rows:
         print(f"{n:>8} {one:>17.3f} {one / base:>12.2f}x {sep:>17.3f} {sep / one:>17.2f}x {1 / one:>13.2f} "
-              f"{peaks['one pass']:>8.0f}/{peaks['separate']:<7.0f}")
+              f"{peak:>17.0f} {peak - rows[0][3]:>+12.0f}")
     print("peak MB: CUDA allocator peak" if device.type == "cuda" else
-          "peak MB: resident-set growth during the mode (CPU); the network is shared in both")
+          "peak MB: peak resident set of a fresh process (network + N trackers, two frames)")
 
 
 if __name__ == "__main__":
