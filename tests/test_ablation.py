@@ -303,3 +303,38 @@ def test_paper_numbers_are_typed_as_printed():
         assert len(printed) == len(spec.rows), spec.title
         for numbers, row in zip(printed, spec.rows):
             assert numbers == [row.paper[m] for m in make_tables.PAPER_METRICS], (spec.title, row.label)
+
+
+def test_sweeps_are_drawn_with_the_papers_values_beside_ours(tmp_path):
+    write_eval(tmp_path, "table5", "K5", {"HOTA": 60.0, "IDF1": 70.0})
+    write_eval(tmp_path, "table5", "K25", {"HOTA": 58.0, "IDF1": 69.0})
+    write_eval(tmp_path, "alpha", "alpha0.25", {"HOTA": 61.0})
+    table5 = next(t for t in make_tables.TABLES if t.key == "table5")
+    ours, paper = make_tables.sweep_series(table5, tmp_path, "HOTA")
+    assert ours == [(5.0, 60.0), (25.0, 58.0)]
+    assert paper == [(5.0, 66.0), (10.0, 66.5), (15.0, 65.8), (20.0, 65.6)]
+    out = tmp_path / "out"
+    assert make_tables.main(["--results", str(tmp_path), "--out", str(out / "tables.md")]) == 0
+    plots = sorted(p.name for p in out.iterdir() if p.suffix == ".png")
+    assert plots == ["alpha.png", "table5.png"]  # table6 has no result of ours: no plot
+    assert all((out / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots)
+
+
+@pytest.mark.slow  # every distinct row of every table, tracked in one pass and scored
+def test_all_tables_tracks_every_row_in_one_pass(tiny_setup, tmp_path):
+    root = tiny_setup["root"]
+    env = {"OUT": str(tmp_path / "ablation"), "BASE_ARGS": "small.args", "PYTHON": sys.executable,
+           "OMP_NUM_THREADS": "1", "EXTRA_ARGS": "--val_width 64 --val_max_size 128 --device cpu --num_workers 0"}
+    done = run_script("all_tables.sh", ["small.pth", "data", tiny_setup["det_db"], "val"], env, cwd=root)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    launches = re.findall(r"^\+ .*submit_dance\.py .*$", done.stdout, re.M)
+    assert len(launches) == 1, launches  # one tracking run for all the rows
+    launches = re.findall(r"--variants (\S+)$", launches[0])
+    variants = [line for line in Path(launches[0]).read_text().splitlines() if line.strip()]
+    assert len(variants) == 20  # the distinct settings of Tables II-VI, alpha, presets, gap reg
+    markdown = (tmp_path / "tables.md").read_text()
+    for table in make_tables.TABLES:
+        cells = table_cells(table_section(markdown, table.title.split(":")[0]))
+        assert list(cells) == [row.label for row in table.rows], table.key
+        assert all(cells[row.label][0] != make_tables.MISSING for row in table.rows), table.key
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["alpha.png", "table5.png", "table6.png"]

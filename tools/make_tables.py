@@ -4,7 +4,8 @@
 
 Reads `RESULTS/<table>/<row>/eval.json` (written by tools/ablation/*.sh through
 tools/evaluate.py) and writes one table per paper table (II-VI) with, for HOTA, DetA, AssA and
-IDF1, our value, the paper's and the difference (ours - paper); MOTA and IDSW (not in the
+IDF1, our value, the paper's and the difference (ours - paper), and beside the markdown one line
+plot per sweep (K, tau, alpha: `<table>.png`, HOTA and IDF1, ours and the paper's); MOTA and IDSW (not in the
 paper's ablation tables) are ours only. The alpha sweep and the preset comparison have no paper
 numbers. A row without results shows "—". Rows found in a results folder beyond the listed ones
 (e.g. K_VALUES="5 10 15 20 25") are appended. The file is written atomically.
@@ -207,6 +208,63 @@ def render(results: Path, tables: Sequence[Table] = TABLES) -> str:
     return "\n".join(parts)
 
 
+# Sweeps drawn as line plots (table key -> x-axis label): ours beside the paper's, per metric.
+SWEEPS = {"table5": "memory size K", "table6": "moving-distance threshold tau", "alpha": "blend weight alpha"}
+PLOT_METRICS = ("HOTA", "IDF1")
+
+
+def sweep_series(table: Table, results: Path, metric: str):
+    """(ours, paper) of a sweep for `metric`: each a sorted list of (x, value); x is the number in the
+    row's name (K5 -> 5, tau0.2 -> 0.2), rows without a result (ours) or a paper value are left out."""
+    ours, paper = [], []
+    for row, mine in table_rows(table, results):
+        match = re.search(r"\d+(?:\.\d+)?", row.name)
+        if match is None:
+            continue
+        x = float(match.group())
+        if mine is not None:
+            ours.append((x, mine[metric]))
+        if row.paper is not None and metric in row.paper:
+            paper.append((x, row.paper[metric]))
+    return sorted(ours), sorted(paper)
+
+
+def plot_sweeps(results: Path, out_dir: Path, tables: Sequence[Table] = TABLES) -> List[Path]:
+    """One PNG per sweep that has results of ours (`out_dir/<table>.png`), written atomically."""
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    written = []
+    for table in tables:
+        if table.key not in SWEEPS:
+            continue
+        series = {m: sweep_series(table, results, m) for m in PLOT_METRICS}
+        if not any(ours for ours, _ in series.values()):
+            continue
+        fig, axes = plt.subplots(1, len(PLOT_METRICS), figsize=(4 * len(PLOT_METRICS), 3.2), dpi=120)
+        for ax, metric in zip(axes, PLOT_METRICS):
+            ours, paper = series[metric]
+            if ours:
+                ax.plot(*zip(*ours), "o-", label="ours")
+            if paper:
+                ax.plot(*zip(*paper), "s--", label="paper")
+            ax.set_xlabel(SWEEPS[table.key])
+            ax.set_ylabel(f"{metric} (%)")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        fig.suptitle(table.title, fontsize=9)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        plt.close(fig)
+        path = out_dir / f"{table.key}.png"
+        write_atomic(path, buffer.getvalue())
+        written.append(path)
+    return written
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description="TF-SASM ablation tables, ours beside the paper's.")
     parser.add_argument("--results", default="results/ablation", help="OUT of tools/ablation/*.sh")
@@ -219,6 +277,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"make_tables.py: error: {err}", file=sys.stderr)
         return 1
     write_atomic(Path(args.out), text)
+    plots = plot_sweeps(results, Path(args.out).parent)
+    if plots:
+        print(f"wrote {', '.join(str(p) for p in plots)} (sweeps: ours beside the paper's)")
     done = sum(1 for table in TABLES for _, ours in table_rows(table, results) if ours is not None)
     total = sum(len(table_rows(table, results)) for table in TABLES)
     print(f"wrote {args.out} ({done} of {total} rows have results)")
