@@ -1,20 +1,79 @@
-"""Loading MOTRv2 checkpoints strictly, with errors that say exactly what does not fit."""
+"""Loading MOTRv2 checkpoints strictly, with errors that say exactly what does not fit.
+
+A checkpoint is refused before any weight reaches the model when it is damaged: a record of its
+zip archive that fails its CRC (a flipped byte loads silently otherwise), a `<file>.sha256` beside
+it that does not match, or weights that are not finite (NaN / inf, named).
+"""
+import hashlib
 import os
 import pickle
 import zipfile
-from typing import Dict, Mapping
+from typing import Dict, List, Mapping
 
 import torch
 from torch import nn
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint cannot be read or does not fit the model."""
 
 
+def sha256_of(path: str, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def checksum_path(path: str) -> str:
+    """Where the checksum of `path` is kept: `<path>.sha256` (the shipped weights have one)."""
+    return f"{path}.sha256"
+
+
+def write_checksum(path: str) -> str:
+    """Write `<path>.sha256` (`sha256sum`'s format) and return the digest."""
+    digest = sha256_of(path)
+    with open(checksum_path(path), "w") as f:
+        f.write(f"{digest}  {os.path.basename(path)}\n")
+    return digest
+
+
+def verify_file(path: str) -> None:
+    """Raise CheckpointError when the file is damaged: a zip record (torch.save's format) that fails
+    its CRC, or a `<path>.sha256` beside it that does not match its bytes."""
+    sidecar = checksum_path(path)
+    if os.path.isfile(sidecar):
+        with open(sidecar) as f:
+            words = f.read().split()
+        expected = words[0].lower() if words else ""
+        actual = sha256_of(path)
+        if actual != expected:
+            raise CheckpointError(f"checkpoint {path} does not match its checksum {sidecar} "
+                                  f"(sha256 {actual[:16]}..., expected {expected[:16]}...): the file is damaged; "
+                                  "copy it again")
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise CheckpointError(f"cannot read checkpoint {path}: {exc}; the file is damaged, copy it again") from exc
+        if bad is not None:
+            raise CheckpointError(f"checkpoint {path} is damaged: record {bad!r} fails its CRC check; copy it again")
+
+
+def non_finite_tensors(state: Mapping[str, torch.Tensor]) -> List[str]:
+    """Names of the floating-point tensors of `state` holding NaN or inf."""
+    return [k for k, v in state.items()
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
 def read_checkpoint(path: str) -> Dict:
-    """Read a checkpoint file; a truncated or non-checkpoint file raises CheckpointError naming it."""
+    """Read a checkpoint file; a missing, truncated, damaged or non-checkpoint file raises
+    CheckpointError naming it."""
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
+    verify_file(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
@@ -82,6 +141,11 @@ def load_checkpoint(model: nn.Module, path_or_state, strict: bool = True) -> Dic
     source = path_or_state if isinstance(path_or_state, str) else "<state dict>"
     checkpoint = read_checkpoint(path_or_state) if isinstance(path_or_state, str) else path_or_state
     state = drop_unused_bn_counters(model, extract_state_dict(checkpoint))
+    bad = non_finite_tensors(state)
+    if bad:
+        shown = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        raise CheckpointError(f"checkpoint {source} holds non-finite weights (NaN or inf) in {len(bad)} "
+                              f"tensor(s): {shown}")
     problems = describe_mismatch(model, state)
     if problems and strict:
         raise CheckpointError(

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from models.checkpoint import extract_state_dict, mismatched_keys
+from models.checkpoint import CheckpointError, extract_state_dict, mismatched_keys
 
 from .head import YOLOXHead
 from .network import YOLOPAFPN
@@ -51,5 +51,5 @@ def load_state_dict_strict(model: nn.Module, checkpoint, source: str = "checkpoi
             if keys:
                 lines.append(f"  {len(keys)} {title} key(s):")
                 lines.extend(f"    {k}" for k in keys)
-        raise RuntimeError("\n".join(lines))
+        raise CheckpointError("\n".join(lines))
     model.load_state_dict(state, strict=True)

@@ -8,6 +8,7 @@ import torch
 
 from util.device import resolve_device
 
+from ..checkpoint import CheckpointError, extract_state_dict, non_finite_tensors, verify_file
 from .detector import YOLOX, build_yolox, load_state_dict_strict
 from .postprocess import postprocess
 from .preprocess import DANCETRACK_TEST_SIZE, preproc
@@ -31,13 +32,24 @@ def load_yolox(checkpoint: Optional[Union[str, Path]], device: Union[str, torch.
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"YOLOX checkpoint not found: {path}")
+    verify_file(str(path))
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        if not trust_checkpoint:
-            raise RuntimeError(f"{path} holds more than tensors (weights_only load failed: {err}); "
-                               "if you trust the file, pass trust_checkpoint=True / --trust_checkpoint") from err
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:
+            if not trust_checkpoint:
+                raise CheckpointError(f"{path} holds more than tensors (weights_only load failed: {err}); "
+                                      "if you trust the file, pass trust_checkpoint=True / --trust_checkpoint") from err
+            state = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, ValueError, OSError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
+        raise CheckpointError(f"cannot read YOLOX checkpoint {path} ({path.stat().st_size} bytes): {exc}. "
+                              "The file is truncated or is not a PyTorch checkpoint") from exc
+    bad = non_finite_tensors(extract_state_dict(state)) if isinstance(state, dict) else []
+    if bad:
+        raise CheckpointError(f"YOLOX checkpoint {path} holds non-finite weights in {len(bad)} tensor(s): "
+                              + ", ".join(bad[:10]))
     # Every tensor comes from the checkpoint: skip the slow random init of ~100M parameters.
     with torch.device("meta"):
         model = build_yolox(name, num_classes)
