@@ -9,11 +9,12 @@ Released (--bft_root)                        converted (--out, default: --bft_ro
     python tools/convert_bft.py --bft_root /dl/BFT --out data/BFT   # a copy (hard links where possible)
 
 Then use `--mot_path data --dataset bft`. Image names are kept (det_db keys follow them:
-`BFT/<split>/<seq>/img1/000001.txt`). gt lines keep frame, id and box; the consider flag is kept
-(1 when absent), the class is set to 1 and the visibility to 1 when absent or negative, so the
-file is `frame,id,x,y,w,h,consider,1,visibility`. A malformed annotation line stops the
-conversion with file and line named, before anything is moved. Sequences already converted
-(an img1/ folder and no loose images) are left as they are.
+`BFT/<split>/<seq>/img1/000001.txt`). gt lines keep frame, id and box and end `1,1,1` (consider,
+class, visibility), as MOTIP's BFT conversion writes them: every released box is a target, for
+training and for scoring (the released columns 7-10 are not a consider flag). Every split is
+checked before anything is moved or written: a malformed or non-UTF-8 annotation line, a frame
+beyond the images or an image that does not decode stops the conversion with the file (and line)
+named. Sequences already converted (an img1/ folder and no loose images) are left as they are.
 """
 from __future__ import annotations
 
@@ -44,7 +45,12 @@ def _loose_images(seq_dir: Path) -> List[Path]:
 def convert_gt(path: Path) -> List[str]:
     """annotations_mot lines -> MOTChallenge gt lines (module docstring)."""
     out = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConversionError(f"{path}:{line}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         fields = [f.strip() for f in line.split(",")]
@@ -61,9 +67,7 @@ def convert_gt(path: Path) -> List[str]:
             raise ConversionError(f"{path}:{lineno}: frame and id must be integers (frame >= 1, id >= 0): {line!r}")
         if values[4] < 0 or values[5] < 0:
             raise ConversionError(f"{path}:{lineno}: negative box size in {line!r}")
-        consider = int(values[6]) if len(values) > 6 else 1
-        vis = values[8] if len(values) > 8 and values[8] >= 0 else 1
-        out.append(f"{int(frame)},{int(track)},{fields[2]},{fields[3]},{fields[4]},{fields[5]},{consider},1,{vis:g}\n")
+        out.append(f"{int(frame)},{int(track)},{fields[2]},{fields[3]},{fields[4]},{fields[5]},1,1,1\n")
     return out
 
 
@@ -77,13 +81,13 @@ def _place(src: Path, dst: Path, move: bool) -> None:
         shutil.copy2(src, dst)
 
 
-def convert_split(bft_root: Path, split: str, out: Path) -> Dict[str, int]:
-    """Convert one split; returns {sequence: number of frames}."""
+def plan_split(bft_root: Path, split: str) -> List[tuple]:
+    """Check one split without changing anything; returns what to convert:
+    [(sequence folder, its images, gt lines or None, (width, height))]."""
     src_split = bft_root / split
     if not src_split.is_dir():
         raise ConversionError(f"{src_split}: BFT split folder not found")
     ann_dir = bft_root / ANNOTATIONS / split
-    in_place = os.path.abspath(out) == os.path.abspath(bft_root)
     plan = []
     for seq_dir in sorted(p for p in src_split.iterdir() if p.is_dir()):
         images = _loose_images(seq_dir)
@@ -97,14 +101,21 @@ def convert_split(bft_root: Path, split: str, out: Path) -> Dict[str, int]:
             last = max(int(line.split(",", 1)[0]) for line in gt) if gt else 0
             if last > len(images):
                 raise ConversionError(f"{ann}: frame {last} but {seq_dir} holds {len(images)} images")
-        plan.append((seq_dir, images, gt))
-    if not plan and not any((p / "img1").is_dir() for p in src_split.iterdir() if p.is_dir()):
-        raise ConversionError(f"{src_split}: no sequence folders")
-    done = {}
-    for seq_dir, images, gt in plan:
         first = cv2.imread(str(images[0]), cv2.IMREAD_COLOR)
         if first is None:
             raise ConversionError(f"{images[0]}: cannot decode image")
+        plan.append((seq_dir, images, gt, (first.shape[1], first.shape[0])))
+    if not plan and not any((p / "img1").is_dir() for p in src_split.iterdir() if p.is_dir()):
+        raise ConversionError(f"{src_split}: no sequence folders")
+    return plan
+
+
+def convert_split(bft_root: Path, split: str, out: Path, plan: Optional[List[tuple]] = None) -> Dict[str, int]:
+    """Convert one split (checked first unless `plan` is given); returns {sequence: number of frames}."""
+    plan = plan_split(bft_root, split) if plan is None else plan
+    in_place = os.path.abspath(out) == os.path.abspath(bft_root)
+    done = {}
+    for seq_dir, images, gt, (width, height) in plan:
         dst = out / split / seq_dir.name
         (dst / "img1").mkdir(parents=True, exist_ok=True)
         for image in images:
@@ -114,7 +125,7 @@ def convert_split(bft_root: Path, split: str, out: Path) -> Dict[str, int]:
             write_atomic(dst / "gt" / "gt.txt", gt)
         exts = {p.suffix for p in images}
         ini = ("[Sequence]\n" f"name={seq_dir.name}\n" "imDir=img1\n" f"seqLength={len(images)}\n"
-               f"imWidth={first.shape[1]}\n" f"imHeight={first.shape[0]}\n")
+               f"imWidth={width}\n" f"imHeight={height}\n")
         if len(exts) == 1:
             ini += f"imExt={exts.pop()}\n"
         write_atomic(dst / "seqinfo.ini", ini)
@@ -136,8 +147,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, int]]:
     splits = args.splits or sorted(p.name for p in args.bft_root.iterdir() if p.is_dir() and p.name != ANNOTATIONS)
     result = {}
     try:
+        plans = {split: plan_split(args.bft_root, split) for split in splits}  # all checked before any change
         for split in splits:
-            result[split] = convert_split(args.bft_root, split, out)
+            result[split] = convert_split(args.bft_root, split, out, plans[split])
             print(f"{split}: {len(result[split])} sequence(s) converted into {out / split}")
     except ConversionError as exc:
         raise SystemExit(f"error: {exc}") from None
