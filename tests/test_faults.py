@@ -1,5 +1,6 @@
 """Fault injection: each bad input gives a one-line error naming what is at fault, before any work,
 and leaves no result file written or changed."""
+import os
 import shutil
 from pathlib import Path
 
@@ -59,3 +60,53 @@ def test_convert_bft_keeps_every_box_as_a_target(tmp_path):
     convert_bft.main(["--bft_root", str(bft)])
     gt = (bft / "train" / "train_seq" / "gt" / "gt.txt").read_text().splitlines()
     assert gt == ["1,3,100,200,20,15,1,1,1", "2,3,101,200,20,15,1,1,1"]
+
+
+# -- tools/track_video.py: temporaries of killed runs, read-only output, Ctrl-C --------------------------
+def test_track_video_removes_the_temporary_video_a_killed_run_left(tmp_path):
+    import subprocess
+    import sys
+
+    from tools.track_video import _temp_video_path, remove_stale_temp_videos
+    out = tmp_path / "clip_tracked.mp4"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = Path(_temp_video_path(str(out), pid=dead.pid))
+    left.write_bytes(b"half a video")
+    running = Path(_temp_video_path(str(out), pid=os.getppid()))  # a writer that still runs: kept
+    running.write_bytes(b"being written")
+    other = tmp_path / ".tmp_other_tracked.mp4.1.mp4"
+    other.write_bytes(b"another video's")
+    assert remove_stale_temp_videos(str(out)) == [str(left)]
+    assert not left.exists() and running.exists() and other.exists()
+
+
+def test_track_video_output_folder_not_writable_is_one_line_before_any_work(tmp_path, capsys, monkeypatch):
+    from tools import track_video
+    video = tmp_path / "v.mp4"
+    import cv2
+    import numpy as np
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5, (64, 48))
+    for _ in range(3):
+        writer.write(np.zeros((48, 64, 3), np.uint8))
+    writer.release()
+    blocked = tmp_path / "file_not_folder"
+    blocked.write_text("x")
+    built = []
+    monkeypatch.setattr(track_video, "build_network", lambda args: built.append(args))
+    rc = track_video.main([str(video), "--output_dir", str(blocked / "out"), "--det_db", "",
+                           "--detector", "none.pth", "--device", "cpu", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("error: output folder") and str(blocked) in err
+    assert "\n" not in err and built == []
+
+
+def test_track_video_ctrl_c_is_exit_130_and_one_line(tmp_path, capsys, monkeypatch):
+    from tools import track_video
+
+    def interrupted(args, detector=None):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(track_video, "run", interrupted)
+    rc = track_video.main([str(tmp_path / "v.mp4"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 130 and err.startswith("error: interrupted") and "\n" not in err

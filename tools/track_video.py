@@ -42,7 +42,7 @@ from models.yolox import (DANCETRACK_TEST_SIZE, DEFAULT_NMS_THRE, DEFAULT_SCORE_
 from tools.visualize import draw_tracks  # noqa: E402
 from util.args import get_tracking_parser  # noqa: E402
 from util.device import resolve_device  # noqa: E402
-from util.fileio import write_atomic  # noqa: E402
+from util.fileio import NotWritableError, check_writable_folder, write_atomic  # noqa: E402
 
 DEFAULT_OUTPUT_DIR = os.path.join("outputs", "track_video")
 FALLBACK_FPS = 25.0
@@ -156,10 +156,35 @@ def boxes_of_lines(lines: Sequence[str]) -> List[Tuple[int, float, float, float,
     return boxes
 
 
-def _temp_video_path(out_path: str) -> str:
-    # Same folder (rename stays atomic) and the same .mp4 ending (OpenCV picks the container by it).
+def _temp_video_path(out_path: str, pid: Optional[int] = None) -> str:
+    # Same folder (rename stays atomic) and the same .mp4 ending (OpenCV picks the container by it);
+    # the writer's pid in the name tells a later run whether the writer still runs.
     folder, name = os.path.split(os.path.abspath(out_path))
-    return os.path.join(folder, f".tmp_{os.getpid()}_{name}")
+    return os.path.join(folder, f".tmp_{name}.{os.getpid() if pid is None else pid}{Path(name).suffix}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temp_videos(out_path: str) -> List[str]:
+    """Remove the temporary videos that killed runs left for `out_path` (their writer is gone)."""
+    folder, name = os.path.split(os.path.abspath(out_path))
+    prefix, suffix = f".tmp_{name}.", Path(name).suffix
+    removed = []
+    for entry in os.listdir(folder) if os.path.isdir(folder) else []:
+        pid = entry[len(prefix):-len(suffix) or None] if entry.startswith(prefix) and entry.endswith(suffix) else ""
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, entry))
+                removed.append(os.path.join(folder, entry))
+    return removed
 
 
 def track_video(video: str, tracker: Tracker, detections: Detections, output_dir: str, chunk_size: int = 8,
@@ -176,6 +201,7 @@ def track_video(video: str, tracker: Tracker, detections: Detections, output_dir
     os.makedirs(output_dir, exist_ok=True)
     mot_path = os.path.join(output_dir, f"{stem}.txt")
     video_path = os.path.join(output_dir, f"{stem}_tracked.mp4")
+    remove_stale_temp_videos(video_path)
     tmp_video = _temp_video_path(video_path)
     trails = defaultdict(lambda: deque(maxlen=trail)) if trail > 0 else None
     writer, size, frame, lines = None, None, 0, []
@@ -260,6 +286,7 @@ def run(args, detector=None) -> VideoOutputs:
     device = resolve_device(args.device)
     stem = Path(args.video).stem
     check_first_frame(args.video)  # a bad video fails before minutes of model loading
+    check_writable_folder(args.output_dir or DEFAULT_OUTPUT_DIR)
     entries, why = video_entries(args.det_db, stem)
     if entries is None and detector is None:
         if not args.detector:
@@ -285,8 +312,14 @@ def main(argv: Optional[Sequence[str]] = None, detector=None) -> int:
     args = get_parser().parse_args(argv)
     try:
         out = run(args, detector)
-    except (VideoError, CheckpointError, DetDBError, SequenceError, FileNotFoundError) as exc:
+    except (VideoError, CheckpointError, DetDBError, SequenceError, FileNotFoundError, NotWritableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing was written (run the same command again)", file=sys.stderr)
+        return 130
+    except OSError as exc:  # a read-only or full output folder
+        print(f"error: {exc.filename or args.output_dir}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     written = [p for p in (out.mot_file, out.video_file, out.det_db_file) if p]
     print(f"tracked {out.frames} frames at {out.fps:g} fps -> {', '.join(written)}")

@@ -49,3 +49,33 @@ def stale_temp_files(folder: str, name: str):
     if not os.path.isdir(folder):
         return []
     return [os.path.join(folder, f) for f in os.listdir(folder) if f.startswith(prefix)]
+
+
+class NotWritableError(OSError):
+    """An output folder that cannot be created or written; the message names it."""
+
+
+def check_writable_folder(folder: Union[str, os.PathLike]) -> None:
+    """Raise NotWritableError unless `folder` can hold results: an existing folder gets a probe file
+    written and removed; a missing one needs its nearest existing parent to be a writable folder
+    (nothing is created, so a run that stops early leaves no empty folder behind)."""
+    folder = os.path.abspath(os.fspath(folder))
+    target = folder
+    while not os.path.exists(target):
+        target = os.path.dirname(target)
+    if not os.path.isdir(target):
+        raise NotWritableError(f"output folder {folder} cannot be created: {target} is a file")
+    if target != folder:
+        if not os.access(target, os.W_OK | os.X_OK):
+            raise NotWritableError(f"output folder {folder} cannot be created: {target} is not writable")
+        return
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}probe.", dir=folder)
+        try:
+            os.write(fd, b"probe")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        raise NotWritableError(f"output folder {folder} is not writable: {exc.strerror or exc}") from None
