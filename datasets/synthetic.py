@@ -69,6 +69,7 @@ from typing import Mapping, Sequence
 import cv2
 import numpy as np
 
+from datasets.det_db import SYNTHETIC_ROUNDING, format_det_lines
 from util.fileio import write_atomic
 
 __all__ = [
@@ -77,7 +78,6 @@ __all__ = [
     "simulate_sequence",
     "make_split",
     "make_dataset",
-    "format_det_line",
     "det_key",
     "LAYOUTS",
 ]
@@ -533,12 +533,6 @@ def simulate_sequence(seed: int | Sequence[int] | np.random.SeedSequence, num_fr
 # --------------------------------------------------------------------------- files
 
 
-def format_det_line(det: Sequence[float]) -> str:
-    """One det_db entry, ``left,top,width,height,score\\n`` as upstream's YOLOX det_db."""
-    x, y, w, h, s = (float(v) for v in det)
-    return f"{x:.2f},{y:.2f},{w:.2f},{h:.2f},{s:.4f}\n"
-
-
 def det_key(split: str, seq: str, frame: int, layout: str = "dancetrack") -> str:
     """Det_db key of a frame: its image path relative to ``mot_path``, ``.jpg`` -> ``.txt``."""
     return f"{_LAYOUT_ROOTS[layout]}/{split}/{seq}/img1/{frame:0{_digits(layout)}d}.txt"
@@ -682,7 +676,7 @@ def make_split(mot_path, split: str = "train", num_seqs: int = 8, num_frames=(60
             for name in video:
                 _write_sequence(new_split / name, name, data, jpeg_quality, layout)
                 for t, det in enumerate(data.dets, start=1):
-                    det_db[det_key(split, name, t, layout)] = [format_det_line(d) for d in det.tolist()]
+                    det_db[det_key(split, name, t, layout)] = format_det_lines(det, SYNTHETIC_ROUNDING)
             if bar is not None:
                 bar.update(n_frames)
         if bar is not None:

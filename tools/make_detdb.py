@@ -36,7 +36,7 @@ import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from datasets.det_db import format_det_lines  # noqa: E402
+from datasets.det_db import AS_READ, format_det_lines  # noqa: E402
 from util.fileio import write_json_atomic  # noqa: E402
 
 from datasets.det_db import DetDBError, read_det_txt  # noqa: E402
@@ -86,11 +86,6 @@ def _layout(mot_path, split, dataset, split_dir, mot17_copy) -> SplitLayout:
         raise FileNotFoundError(str(exc)) from None
 
 
-def _format_public(dets: np.ndarray) -> List[str]:
-    order = np.argsort(-dets[:, 4], kind="stable")
-    return [",".join(format(float(v), ".10g") for v in row) + "\n" for row in dets[order].tolist()]
-
-
 def detdb_from_det_txt(layouts: Sequence[SplitLayout], output: Optional[Path] = None) -> Dict[str, List[str]]:
     """The det_db of the public detections (`<seq>/det/det.txt`) of every sequence of `layouts`:
     every frame of img1/ gets a key (an empty list when it has no detection). Written atomically
@@ -109,7 +104,7 @@ def detdb_from_det_txt(layouts: Sequence[SplitLayout], output: Optional[Path] = 
                                  f"(frames {min(numbers)}..{max(numbers)})")
             for number, rel in seq.frames:
                 dets = per_frame.get(number)
-                det_db[_key_of_relpath(rel)] = [] if dets is None else _format_public(dets)
+                det_db[_key_of_relpath(rel)] = [] if dets is None else format_det_lines(dets, AS_READ, sort=True)
     if output is not None:
         write_json_atomic(output, det_db, indent=None)
     return det_db
