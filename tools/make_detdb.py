@@ -41,8 +41,8 @@ from util.fileio import write_json_atomic  # noqa: E402
 
 from datasets.det_db import DetDBError, read_det_txt  # noqa: E402
 from datasets.det_db import det_db_key as _key_of_relpath  # noqa: E402
-from datasets.layouts import DATASET_DIRS, DATASETS, DEFAULT_MOT17_COPY, MOT17_COPIES, SplitLayout  # noqa: E402
-from datasets.layouts import resolve_split  # noqa: E402
+from datasets import registry  # noqa: E402
+from datasets.layouts import SplitLayout, resolve_split  # noqa: E402
 from datasets.sequences import SequenceError  # noqa: E402
 
 from models.yolox import (DANCETRACK_TEST_SIZE, DEFAULT_NMS_THRE, DEFAULT_SCORE_FLOOR,  # noqa: E402
@@ -69,8 +69,8 @@ def _list_images(folder: Path) -> List[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
 
 
-def find_split_sequences(mot_path: Path, split: str, dataset: str = "dancetrack", split_dir: Optional[Path] = None,
-                         mot17_copy: str = DEFAULT_MOT17_COPY) -> List[SequenceFrames]:
+def find_split_sequences(mot_path: Path, split: str, dataset: str = registry.DEFAULT, split_dir: Optional[Path] = None,
+                         mot17_copy: str = registry.REGISTRY["mot17"].default_copy) -> List[SequenceFrames]:
     """The sequences of a split as datasets/layouts.py finds them (DanceTrack by default:
     mot_path/DanceTrack/<split>/<seq>/img1/*.jpg), named by their path relative to the key root."""
     layout = _layout(mot_path, split, dataset, split_dir, mot17_copy)
@@ -232,10 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--frames", nargs="+", type=Path, help="folders of frames, one sequence each")
     src.add_argument("--split_dir", type=Path, default=None,
                      help="a MOTChallenge-format split folder of your own (<seq>/img1/*.jpg)")
-    parser.add_argument("--dataset", default="dancetrack", choices=DATASETS,
-                        help="layout of --split under --mot_path: " +
-                             ", ".join(f"{k} ({v}/<split>)" for k, v in DATASET_DIRS.items()))
-    parser.add_argument("--mot17_copy", default=DEFAULT_MOT17_COPY, choices=MOT17_COPIES + ("all",),
+    parser.add_argument("--dataset", default=registry.DEFAULT, choices=registry.NAMES,
+                        help="layout of --split under --mot_path (datasets/registry.py): " +
+                             ", ".join(f"{e.name} ({e.folder}/<split>)" for e in registry.ENTRIES if e.folder))
+    parser.add_argument("--mot17_copy", default=registry.REGISTRY["mot17"].default_copy,
+                        choices=registry.COPY_NAMES + ("all",),
                         help="MOT17: which copy of each video (default FRCNN; all: the three)")
     parser.add_argument("--from_det_txt", action="store_true",
                         help="no detector: the det_db of the sequences' public detections det/det.txt")
