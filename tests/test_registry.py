@@ -165,3 +165,23 @@ def test_each_readme_training_example_takes_a_step(index, data_root, tmp_path):
     finally:
         torch.set_num_threads(before)
     assert np.isfinite(stats["loss"]) and stats["loss"] > 0
+
+
+def test_generated_mot20_layout_is_read_trained_on_and_has_public_detections(tmp_path):
+    from datasets.dance import DetMOTDetection
+    from datasets.layouts import resolve_split
+    from datasets.synthetic import make_dataset
+    from main import get_args_parser
+    from tools import make_detdb
+    make_dataset(tmp_path, splits={"train": 1}, seed=1, num_frames=5, width=96, height=64, num_dancers=3,
+                 layout="mot20")
+    split = resolve_split(str(tmp_path), "mot20", "train")
+    assert split.names == ["MOT20-01"]
+    assert split.read("MOT20-01").frames[0][1] == "MOT20/train/MOT20-01/img1/000001.jpg"
+    db = make_detdb.main(["--from_det_txt", "--dataset", "mot20", "--mot_path", str(tmp_path), "--split", "train",
+                          "--output", str(tmp_path / "public.json")])
+    assert len(db) == 5 and all(k.startswith("MOT20/train/MOT20-01/img1/") for k in db)
+    args = get_args_parser().parse_args(SMALL + ["--mot_path", str(tmp_path), "--dataset_file", "mot20",
+                                                 "--det_db", "public.json"])
+    ds = DetMOTDetection(args)
+    assert list(ds.labels_full) == ["MOT20/train/MOT20-01"] and len(ds) > 0
