@@ -257,6 +257,7 @@ def _args_dict(args) -> dict:
 # -- the whole run -------------------------------------------------------------------------------------
 def train(args) -> Dict[str, float]:
     """Train MOTRv2 with `args` (main.py's flags). Returns the last epoch's stats."""
+    from datasets import registry
     from datasets.dance import build_dataset, collate_fn
     from models.motr import build, resolve_device
 
@@ -272,6 +273,7 @@ def train(args) -> Dict[str, float]:
     rank, world = get_rank(), get_world_size()
     seed_everything(args.seed + rank)
 
+    args.num_classes = registry.num_classes(args.dataset_file, getattr(args, "dataset", None))
     model, criterion, _ = build(args)
     if criterion is None:
         raise ImportError("models/criterion.py is missing: training needs the ClipMatcher criterion")

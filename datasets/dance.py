@@ -1,13 +1,15 @@
-"""DanceTrack (and SportsMOT, MOT17, BFT) training clips for MOTRv2 (upstream's `DetMOTDetection`).
+"""Training clips for MOTRv2 (upstream's `DetMOTDetection`) from any dataset of datasets/registry.py.
 
 Which training sets: `--dataset_file`, one name or several joined by `,` or `+` to mix them
-(`dancetrack`, `sportsmot`, `mot17`, `bft`, and `crowdhuman` for --append_crowd); upstream's
-`e2e_dance` (and main.py's default `coco`) stand for `--dataset` (default dancetrack). Each is
-read from its train split as datasets/layouts.py finds it (`<mot_path>/MOT17/train/...`), or
-from `--split_dir` when given. MOT17 keeps one copy per video (--mot17_copy, FRCNN for `all`)
-and only its pedestrians (class 1) with the consider flag set; the others keep every box with
-the flag set that is not a MOTChallenge non-person class. Frame files are found in img1/ by
-number, whatever the digits; det_db keys follow them.
+(`dancetrack`, `sportsmot`, `mot17`, `mot20`, `bft`, and `crowdhuman` for --append_crowd);
+upstream's `e2e_dance` (and main.py's default `coco`) stand for `--dataset` (default dancetrack),
+`e2e_mot` / `e2e_joint` for mot17 (registry.training_sets). Each is read from its train split as
+datasets/layouts.py finds it (`<mot_path>/MOT17/train/...`), or from `--split_dir` when given.
+A dataset with copies of each video (MOT17) keeps one copy per video (--mot17_copy, FRCNN for
+`all`); the gt rows kept are those with the consider flag set and of the entry's `train_classes`
+(MOT17, MOT20: pedestrians, class 1), else of any class that is a person. Frame files are found
+in img1/ by number, whatever the digits; det_db keys follow them; images are decoded by
+datasets/sequences.py's `read_image`, the decoder tracking uses.
 
 DanceTrack's layout (paths relative to `--mot_path`):
 
@@ -33,37 +35,29 @@ import json
 import os
 import random
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
-import cv2
 import numpy as np
 import torch
 
+from datasets import registry
 from datasets.det_db import det_db_key, load_det_db, parse_det_lines
-from datasets.layouts import DATASETS, resolve_split
-from datasets.sequences import IMAGE_EXTENSIONS, SequenceError
+from datasets.layouts import resolve_split
+from datasets.sequences import IMAGE_EXTENSIONS, SequenceError, read_image
 from datasets.transforms import FixedMotRandomShift, make_mot_transforms
 from models.structures import Instances
 
-# MOTChallenge classes that are not people (MOT17 numbering); DanceTrack uses label 1.
-NON_PERSON_LABELS = (3, 4, 5, 6, 9, 10, 11)
 # Track ids are unique within a video; offsetting by video keeps them unique in the dataset.
 OBJ_ID_OFFSET_PER_VIDEO = 100000
 
 
-def read_image_rgb(path: str) -> np.ndarray:
-    """`H x W x 3` uint8 RGB, or an error that names the file."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        reason = "does not exist" if not os.path.exists(path) else "cannot be decoded (corrupt or not an image)"
-        raise FileNotFoundError(f"image {path} {reason}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def read_mot_gt(gt_path: str, pedestrians_only: bool = False) -> Dict[int, np.ndarray]:
+def read_mot_gt(gt_path: str, pedestrians_only: bool = False,
+                classes: Optional[Tuple[int, ...]] = None) -> Dict[int, np.ndarray]:
     """MOTChallenge gt.txt -> {frame: [k, 5] array of x, y, w, h, track id}, keeping only
-    boxes marked to evaluate (mark != 0) that are people (`pedestrians_only`: class 1, MOT17's
-    pedestrians, only)."""
+    boxes marked to evaluate (mark != 0) of the gt `classes` (`pedestrians_only`: class 1), else
+    of every class that is a person."""
+    if pedestrians_only:
+        classes = (1,)
     try:
         table = np.loadtxt(gt_path, delimiter=",", ndmin=2, usecols=range(8))
     except (ValueError, IndexError) as err:
@@ -71,10 +65,11 @@ def read_mot_gt(gt_path: str, pedestrians_only: bool = False) -> Dict[int, np.nd
                          f"(frame,id,x,y,w,h,mark,label per line): {err}") from None
     if table.size == 0:
         return {}
-    if pedestrians_only:
-        keep = (table[:, 6] != 0) & (table[:, 7].astype(np.int64) == 1)
+    labels = table[:, 7].astype(np.int64)
+    if classes is not None:
+        keep = (table[:, 6] != 0) & np.isin(labels, classes)
     else:
-        keep = (table[:, 6] != 0) & ~np.isin(table[:, 7].astype(np.int64), NON_PERSON_LABELS)
+        keep = (table[:, 6] != 0) & ~np.isin(labels, registry.NON_PERSON_CLASSES)
     table = table[keep]
     frames = table[:, 0].astype(np.int64)
     order = np.argsort(frames, kind="stable")  # keep file order within a frame
@@ -85,22 +80,8 @@ def read_mot_gt(gt_path: str, pedestrians_only: bool = False) -> Dict[int, np.nd
 
 
 def training_datasets(args) -> List[str]:
-    """The datasets named by --dataset_file (module docstring); `crowdhuman` is left to --append_crowd."""
-    names = []
-    for part in str(getattr(args, "dataset_file", "") or "").replace("+", ",").split(","):
-        name = part.strip().lower()
-        if name.startswith("e2e_") and name != "e2e_dance":
-            name = name[4:]
-        if name in ("", "e2e_dance", "coco"):
-            name = getattr(args, "dataset", None) or "dancetrack"
-        if name == "crowdhuman":
-            continue
-        if name not in DATASETS:
-            raise ValueError(f"--dataset_file {args.dataset_file!r}: unknown dataset {part.strip()!r} "
-                             f"(expected {', '.join(DATASETS)}, crowdhuman or e2e_dance)")
-        if name not in names:
-            names.append(name)
-    return names or [getattr(args, "dataset", None) or "dancetrack"]
+    """The datasets named by --dataset_file (registry.training_sets); ValueError naming a bad part."""
+    return registry.training_sets(getattr(args, "dataset_file", None), getattr(args, "dataset", None))
 
 
 def _frame_files(seq_dir: str) -> Dict[int, str]:
@@ -152,11 +133,14 @@ class DetMOTDetection(torch.utils.data.Dataset):
         split_dir = getattr(args, "split_dir", None)
         if split_dir is not None and len(datasets) > 1:
             raise ValueError("--split_dir replaces the training set: give one dataset in --dataset_file")
-        copy = getattr(args, "mot17_copy", "FRCNN")
+        copy = getattr(args, "mot17_copy", None)
         for dataset in datasets:
-            try:  # one copy of each MOT17 video: the three share their frames and gt
-                layout = resolve_split(self.mot_path, dataset, "train", split_dir,
-                                       "FRCNN" if copy == "all" else copy)
+            entry = registry.get(dataset, "--dataset_file")
+            # One copy of each video: the copies share their frames and gt.
+            default_copy = (entry if entry.copies else registry.REGISTRY["mot17"]).default_copy
+            use = default_copy if copy in (None, "all") else copy
+            try:
+                layout = resolve_split(self.mot_path, dataset, "train", split_dir, use)
             except SequenceError as exc:
                 raise FileNotFoundError(f"{dataset} training split: {exc}") from None
             for seq in layout.names:
@@ -165,7 +149,7 @@ class DetMOTDetection(torch.utils.data.Dataset):
                 gt_path = os.path.join(seq_dir, "gt", "gt.txt")
                 if not os.path.isfile(gt_path):
                     continue
-                labels = read_mot_gt(gt_path, pedestrians_only=dataset == "mot17")
+                labels = read_mot_gt(gt_path, classes=entry.train_classes)
                 if not labels:
                     continue
                 self.labels_full[vid] = labels
@@ -242,7 +226,7 @@ class DetMOTDetection(torch.utils.data.Dataset):
             stem, ext = os.path.splitext(sample)
             name = f"{frame:0{len(stem)}d}{ext}"
         rel = f"{vid}/img1/{name}"
-        img = read_image_rgb(os.path.join(self.vid_root.get(vid, self.mot_path), rel))
+        img = read_image(os.path.join(self.vid_root.get(vid, self.mot_path), rel))
         gt = self.labels_full[vid].get(frame, np.zeros((0, 5)))
         obj_ids = torch.as_tensor(gt[:, 4] + self.video_dict[vid] * OBJ_ID_OFFSET_PER_VIDEO, dtype=torch.float64)
         dets = self._detections(det_db_key(rel), f"frame {frame} of {vid}")
@@ -251,7 +235,7 @@ class DetMOTDetection(torch.utils.data.Dataset):
     def _load_crowd(self, index: int) -> Tuple[List[np.ndarray], List[dict]]:
         """A CrowdHuman still turned into a clip by small repeated shifts."""
         image_id, boxes = self.ch_indices[index]
-        img = read_image_rgb(str(self.ch_dir / "Images" / f"{image_id}.jpg"))
+        img = read_image(str(self.ch_dir / "Images" / f"{image_id}.jpg"))
         gt = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         dets = self._detections(f"crowdhuman/train_image/{image_id}.txt", f"CrowdHuman image {image_id}")
         target = self._make_target(gt, torch.arange(len(gt)), dets)

@@ -9,7 +9,6 @@ import os
 from typing import Dict, List, Sequence
 
 import numpy as np
-import torch
 
 
 class DetDBError(ValueError):
@@ -74,23 +73,27 @@ def lookup_detections(det_db: Dict[str, List[str]], key: str, missing: str = "er
     return parse_det_lines(det_db[key], key)
 
 
-def proposals_from_detections(dets: np.ndarray, im_w: int, im_h: int) -> torch.Tensor:
-    """Pixel `x, y, w, h, score` -> the model's proposals `[n, 5]`: normalised cx, cy, w, h, score."""
-    d = torch.as_tensor(dets, dtype=torch.float64).reshape(-1, 5)
-    out = torch.stack([(d[:, 0] + d[:, 2] / 2) / im_w, (d[:, 1] + d[:, 3] / 2) / im_h,
-                       d[:, 2] / im_w, d[:, 3] / im_h, d[:, 4]], dim=1)
-    return out.float()
+# How a det_db's numbers are rounded (box format, score format), by who writes it.
+MOTRV2_ROUNDING = (".1f", ".2f")      # MOTRv2's released det_db: our YOLOX, tools/track_video.py
+SYNTHETIC_ROUNDING = (".2f", ".4f")   # the synthetic detector (the demo's figures are measured on it)
+AS_READ = (".10g", ".10g")            # public det.txt numbers, kept as the file has them
+EXACT = ("r", "r")                    # shortest text that reads back to the same float
 
 
-def format_det_line(x: float, y: float, w: float, h: float, score: float) -> str:
-    """One det_db line, as MOTRv2's make_detdb.py writes it."""
-    return f"{x},{y},{w},{h},{score}\n"
+def _fmt(value: float, spec: str) -> str:
+    return repr(value) if spec == "r" else format(value, spec)
 
 
-def format_det_lines(dets: np.ndarray) -> List[str]:
-    """[n, 5] x, y, w, h, score (already sorted) -> det_db lines, rounded as MOTRv2's det_db is
-    (1 decimal, score 2), so tracking from a saved det_db repeats tracking from the detector."""
-    return [f"{x:.1f},{y:.1f},{w:.1f},{h:.1f},{s:.2f}\n" for x, y, w, h, s in np.asarray(dets).tolist()]
+def format_det_lines(dets: np.ndarray, rounding=MOTRV2_ROUNDING, sort: bool = False) -> List[str]:
+    """[n, 5] pixel x, y, w, h, score -> det_db lines `"x,y,w,h,score\n"`: the one det_db writer.
+    `rounding` is one of the (box, score) formats above; `sort` orders the lines by decreasing
+    score (stable), else they keep the order given (the detector's, already sorted)."""
+    rows = np.asarray(dets, dtype=np.float64).reshape(-1, 5)
+    if sort:
+        rows = rows[np.argsort(-rows[:, 4], kind="stable")]
+    box, score = rounding
+    return [f"{_fmt(x, box)},{_fmt(y, box)},{_fmt(w, box)},{_fmt(h, box)},{_fmt(s, score)}\n"
+            for x, y, w, h, s in rows.tolist()]
 
 
 def read_det_txt(path: str) -> Dict[int, np.ndarray]:

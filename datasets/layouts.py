@@ -1,13 +1,9 @@
 """Where each dataset's sequences are, as released, and which of them a run uses.
 
-    --dataset dancetrack   <mot_path>/DanceTrack/<split>/<seq>/img1/00000001.jpg
-    --dataset sportsmot    <mot_path>/SportsMOT/<split>/<seq>/img1/000001.jpg
-    --dataset mot17        <mot_path>/MOT17/<split>/MOT17-02-{DPM,FRCNN,SDP}/img1/000001.jpg
-                           (each video three times, one per public detector; --mot17_copy picks
-                           DPM, FRCNN (default) or SDP, or `all` for the three)
-    --dataset bft          <mot_path>/BFT/<split>/<seq>/img1/... (after tools/convert_bft.py)
-    --split_dir DIR        any MOTChallenge-format split folder: DIR/<seq>/img1/*.jpg, optional
-                           gt/gt.txt and seqinfo.ini (inferred from the images when absent)
+The layouts are the entries of datasets/registry.py (`<mot_path>/<folder>/<split>/<seq>/img1/`;
+MOT17's videos three times, one per public detector: --mot17_copy picks DPM, FRCNN (default) or
+SDP, or `all` for the three). `--split_dir DIR` reads any MOTChallenge-format split folder:
+DIR/<seq>/img1/*.jpg, optional gt/gt.txt and seqinfo.ini (inferred from the images when absent).
 
 When `<mot_path>/<Dataset>/<split>` does not exist but `<mot_path>/<split>` does, --mot_path is
 taken to be the dataset folder itself (e.g. --mot_path data/MOT17).
@@ -21,17 +17,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
+from . import registry
 from .sequences import SequenceError, TrackingSequence, list_sequences, read_sequence
 
-DATASETS = ("dancetrack", "sportsmot", "mot17", "bft")
-DATASET_DIRS = {"dancetrack": "DanceTrack", "sportsmot": "SportsMOT", "mot17": "MOT17", "bft": "BFT"}
-MOT17_COPIES = ("DPM", "FRCNN", "SDP")
-DEFAULT_MOT17_COPY = "FRCNN"
-_MOT17_NAME = re.compile(r"^(MOT\d\d-\d\d)-(DPM|FRCNN|SDP)$")
+DATASETS = registry.NAMES
+DATASET_DIRS = {e.name: e.folder for e in registry.ENTRIES if e.folder is not None}
+MOT17_COPIES = registry.REGISTRY["mot17"].copies
+DEFAULT_MOT17_COPY = registry.REGISTRY["mot17"].default_copy
 
 
 def add_dataset_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -39,9 +34,10 @@ def add_dataset_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     if "--dataset" in parser._option_string_actions:  # e.g. inherited through parents=[...]
         return parser
     a = parser.add_argument
-    a("--dataset", default="dancetrack", choices=DATASETS,
-      help="which dataset's released layout to read under --mot_path (default dancetrack)")
-    a("--mot17_copy", default=DEFAULT_MOT17_COPY, choices=MOT17_COPIES + ("all",),
+    a("--dataset", default=registry.DEFAULT, choices=DATASETS,
+      help="which dataset's released layout to read under --mot_path (datasets/registry.py; default "
+           f"{registry.DEFAULT}; custom: only --split_dir)")
+    a("--mot17_copy", default=DEFAULT_MOT17_COPY, choices=registry.COPY_NAMES + ("all",),
       help="MOT17: the copy of each video to use (its public detector); 'all' tracks the three "
            "(training always uses one copy per video: FRCNN with 'all')")
     a("--split_dir", default=None,
@@ -51,13 +47,11 @@ def add_dataset_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
 
 def mot17_video(name: str) -> Optional[str]:
     """'MOT17-02-FRCNN' -> 'MOT17-02'; None for a name without a detector suffix."""
-    match = _MOT17_NAME.match(name)
-    return match.group(1) if match else None
+    return registry.video_of(registry.REGISTRY["mot17"], name)
 
 
 def mot17_copy_of(name: str) -> Optional[str]:
-    match = _MOT17_NAME.match(name)
-    return match.group(2) if match else None
+    return registry.copy_of(registry.REGISTRY["mot17"], name)
 
 
 def _inside(path: str, root: str) -> bool:
@@ -90,17 +84,19 @@ class SplitLayout:
         return [self.read(n) for n in (self.names if names is None else names)]
 
 
-def _select_mot17(split_dir: str, found: List[str], copy: str) -> List[str]:
+def _select_copies(entry: registry.DatasetEntry, split_dir: str, found: List[str], copy: str) -> List[str]:
+    """The chosen copy of each video (all of them for 'all')."""
     if copy == "all":
         return found
-    suffixed = [n for n in found if mot17_copy_of(n) is not None]
-    chosen = [n for n in found if mot17_copy_of(n) == copy]
+    copy_of = lambda name: registry.copy_of(entry, name)  # noqa: E731
+    suffixed = [n for n in found if copy_of(n) is not None]
+    chosen = [n for n in found if copy_of(n) == copy]
     if suffixed and not chosen:
-        have = sorted({mot17_copy_of(n) for n in suffixed})
+        have = sorted({copy_of(n) for n in suffixed})
         raise SequenceError(f"{split_dir}: no -{copy} copies (found -{', -'.join(have)}); "
                             "pick one with --mot17_copy")
     # Folders without a detector suffix (e.g. MOT20-style names) are kept as they are.
-    return sorted(chosen + [n for n in found if mot17_copy_of(n) is None])
+    return sorted(chosen + [n for n in found if copy_of(n) is None])
 
 
 def _select_names(split_dir: str, available: List[str], seqs: Optional[Sequence[str]]) -> List[str]:
@@ -118,25 +114,31 @@ def _select_names(split_dir: str, available: List[str], seqs: Optional[Sequence[
     return names
 
 
-def resolve_split(mot_path: str, dataset: str = "dancetrack", split: str = "val",
+def resolve_split(mot_path: str, dataset: str = registry.DEFAULT, split: str = "val",
                   split_dir: Optional[str] = None, mot17_copy: str = DEFAULT_MOT17_COPY,
                   seqs: Optional[Sequence[str]] = None) -> SplitLayout:
     """The split a run reads (module docstring); raises SequenceError naming what is missing."""
-    if dataset not in DATASETS:
-        raise SequenceError(f"unknown dataset {dataset!r}: expected one of {', '.join(DATASETS)}")
+    try:
+        entry = registry.get(dataset)
+    except registry.DatasetError as exc:
+        raise SequenceError(str(exc)) from None
     mot_path = str(mot_path)
     if split_dir is not None:
         split_dir = str(split_dir)
         key_root = mot_path if mot_path and _inside(split_dir, mot_path) else \
             os.path.dirname(os.path.abspath(split_dir))
+    elif entry.folder is None:
+        raise SequenceError(f"--dataset {dataset}: give the split folder with --split_dir")
     else:
-        split_dir = os.path.join(mot_path, DATASET_DIRS[dataset], split)
+        split_dir = os.path.join(mot_path, entry.folder, split)
         key_root = mot_path
         if not os.path.isdir(split_dir) and os.path.isdir(os.path.join(mot_path, split)):
             split_dir = os.path.join(mot_path, split)  # --mot_path is the dataset folder itself
     found = list_sequences(split_dir)
-    if dataset == "mot17" or any(mot17_copy_of(n) for n in found):
-        found = _select_mot17(split_dir, found, mot17_copy)
+    # A folder of MOT17-named copies is read as MOT17's whatever --dataset says.
+    copies = entry if entry.copies else registry.REGISTRY["mot17"]
+    if entry.copies or any(registry.copy_of(copies, n) for n in found):
+        found = _select_copies(copies, split_dir, found, mot17_copy)
     if not found:
         raise SequenceError(f"no sequences (folders with img1/) in {split_dir}")
     return SplitLayout(dataset=dataset, split_dir=split_dir, key_root=key_root,
@@ -145,7 +147,7 @@ def resolve_split(mot_path: str, dataset: str = "dancetrack", split: str = "val"
 
 def split_from_args(args, split: Optional[str] = None) -> SplitLayout:
     """resolve_split with the flags of add_dataset_args (and --split / --seqs where the parser has them)."""
-    return resolve_split(args.mot_path, getattr(args, "dataset", "dancetrack") or "dancetrack",
+    return resolve_split(args.mot_path, getattr(args, "dataset", None) or registry.DEFAULT,
                          split if split is not None else getattr(args, "split", "val"),
                          getattr(args, "split_dir", None), getattr(args, "mot17_copy", DEFAULT_MOT17_COPY),
                          getattr(args, "seqs", None))

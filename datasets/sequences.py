@@ -1,8 +1,8 @@
 """Reading DanceTrack/MOTChallenge-format sequences for tracking.
 
 A split is `<mot_path>/DanceTrack/<split>/<seq>/img1/00000001.jpg ...` with an optional
-`seqinfo.ini`.  Frames are fed to the model as upstream MOTRv2's submit_dance.py does: RGB,
-short side resized to 800 (long side at most 1536), ImageNet mean/std.
+`seqinfo.ini`.  Frames are decoded by `read_image` (training reads its frames through it too) and
+prepared for the model by models/inputs.py.
 """
 import configparser
 import os
@@ -13,18 +13,21 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
-from .det_db import det_db_key, lookup_detections, proposals_from_detections
+from models.inputs import image_to_input, proposals_from_detections
+
+from .det_db import det_db_key, lookup_detections
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
 
 
 class SequenceError(ValueError):
     """A sequence folder or image that cannot be used; the message names the path."""
+
+
+class ImageError(SequenceError, FileNotFoundError):
+    """An image that is missing or cannot be decoded (a FileNotFoundError too, as training raised)."""
 
 
 @dataclass
@@ -127,41 +130,24 @@ def read_sequence(mot_path: str, relpath: str) -> TrackingSequence:
 
 
 def read_image(path: str) -> np.ndarray:
-    """An image as RGB uint8 HxWx3; grayscale and 16-bit images are converted. Raises
-    SequenceError naming the file when it is missing or cannot be decoded."""
+    """An image as RGB uint8 HxWx3, the one decoder of training and tracking; grayscale, RGBA and
+    16-bit images are converted. Raises ImageError naming the file when it is missing or cannot
+    be decoded."""
+    path = str(path)
     if not os.path.isfile(path):
-        raise SequenceError(f"image not found: {path}")
+        raise ImageError(f"image not found: {path}")
     img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:
-        raise SequenceError(f"cannot decode image (corrupt or unsupported): {path}")
+        raise ImageError(f"cannot decode image (corrupt or unsupported): {path}")
     if img.dtype == np.uint16:
         img = (img / 257.0).round().astype(np.uint8)
     elif img.dtype != np.uint8:
-        raise SequenceError(f"unsupported image type {img.dtype}: {path}")
+        raise ImageError(f"unsupported image type {img.dtype}: {path}")
     if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
     if img.shape[2] == 4:
         return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def resized_shape(h: int, w: int, short: int = 800, long_max: int = 1536) -> Tuple[int, int]:
-    """(height, width) of the model input: short side `short`, long side at most `long_max`."""
-    scale = short / min(h, w)
-    if max(h, w) * scale > long_max:
-        scale = long_max / max(h, w)
-    return int(h * scale), int(w * scale)
-
-
-def image_to_input(img_rgb: np.ndarray, short: int = 800, long_max: int = 1536) -> torch.Tensor:
-    """RGB uint8 HxWx3 -> normalised float tensor [3, h, w] at the model's input size."""
-    th, tw = resized_shape(img_rgb.shape[0], img_rgb.shape[1], short, long_max)
-    if (th, tw) != img_rgb.shape[:2]:
-        img_rgb = cv2.resize(img_rgb, (tw, th))
-    x = torch.from_numpy(np.ascontiguousarray(img_rgb)).permute(2, 0, 1).float().div_(255.0)
-    mean = torch.tensor(MEAN).view(3, 1, 1)
-    std = torch.tensor(STD).view(3, 1, 1)
-    return (x - mean) / std
 
 
 class SequenceFrames(Dataset):

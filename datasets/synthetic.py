@@ -38,13 +38,16 @@ What makes it a tracking problem rather than a detection one:
 Ground truth boxes are the full (amodal) dancer boxes clipped to the image; a row
 is dropped only when the dancer is completely out of frame.
 
-Other layouts (``layout=`` / ``tools/make_synthetic.py --layout``), so that every reader is
-tested without a download (same people, same detector; det_db keys follow the image paths):
+Other layouts (``layout=`` / ``tools/make_synthetic.py --layout``: every dataset of
+datasets/registry.py with a released folder, its names and digits read from its entry), so that
+every reader is tested without a download (same people, same detector; det_db keys follow the
+image paths):
 
 * ``sportsmot``: ``SportsMOT/<split>/<seq>/img1/000001.jpg`` (6 digits), gt as DanceTrack's;
 * ``mot17``: ``MOT17/<split>/MOT17-NN-{DPM,FRCNN,SDP}/`` (each video three times, as released),
   6-digit frames, gt ``frame,id,x,y,w,h,consider,class,visibility`` (1, 1, the visible fraction)
   and ``det/det.txt`` (``frame,-1,x,y,w,h,score,-1,-1,-1``, the public-detection file);
+* ``mot20``: ``MOT20/<split>/MOT20-NN/``, as ``mot17`` with one folder per video;
 * ``bft``: BFT as released, to test ``tools/convert_bft.py``: images loose in
   ``BFT/<split>/<seq>/000001.jpg`` and gt in ``BFT/annotations_mot/<split>/<seq>.txt``; det_db
   keys are those of the converted layout (``BFT/<split>/<seq>/img1/000001.txt``).
@@ -69,6 +72,8 @@ from typing import Mapping, Sequence
 import cv2
 import numpy as np
 
+from datasets import registry
+from datasets.det_db import SYNTHETIC_ROUNDING, format_det_lines
 from util.fileio import write_atomic
 
 __all__ = [
@@ -77,18 +82,15 @@ __all__ = [
     "simulate_sequence",
     "make_split",
     "make_dataset",
-    "format_det_line",
     "det_key",
     "LAYOUTS",
 ]
 
-LAYOUTS = ("dancetrack", "sportsmot", "mot17", "bft")
-_LAYOUT_ROOTS = {"dancetrack": "DanceTrack", "sportsmot": "SportsMOT", "mot17": "MOT17", "bft": "BFT"}
-MOT17_COPIES = ("DPM", "FRCNN", "SDP")
+# Every dataset of datasets/registry.py with a released folder: its layout, names and digits.
+LAYOUTS = registry.LAYOUT_NAMES
 
 # Bump when the drawing/motion/detector model changes so stale splits regenerate.
 GENERATOR_VERSION = 1
-FRAME_RATE = 20  # DanceTrack's frame rate
 DET_DB_NAME = "det_db_synthetic.json"
 
 # Dancer sizes and speeds are specified at this reference image height and scale with it.
@@ -533,26 +535,17 @@ def simulate_sequence(seed: int | Sequence[int] | np.random.SeedSequence, num_fr
 # --------------------------------------------------------------------------- files
 
 
-def format_det_line(det: Sequence[float]) -> str:
-    """One det_db entry, ``left,top,width,height,score\\n`` as upstream's YOLOX det_db."""
-    x, y, w, h, s = (float(v) for v in det)
-    return f"{x:.2f},{y:.2f},{w:.2f},{h:.2f},{s:.4f}\n"
-
-
 def det_key(split: str, seq: str, frame: int, layout: str = "dancetrack") -> str:
     """Det_db key of a frame: its image path relative to ``mot_path``, ``.jpg`` -> ``.txt``."""
-    return f"{_LAYOUT_ROOTS[layout]}/{split}/{seq}/img1/{frame:0{_digits(layout)}d}.txt"
-
-
-def _digits(layout: str) -> int:
-    return 8 if layout == "dancetrack" else 6
+    entry = registry.get(layout, "layout")
+    return f"{entry.folder}/{split}/{seq}/img1/{frame:0{entry.frame_digits}d}.txt"
 
 
 def _layout_names(layout: str, split: str, index: int) -> list:
-    """The folder names of one generated video: three MOT17 copies, else one."""
-    if layout == "mot17":
-        return [f"MOT17-{index + 1:02d}-{copy}" for copy in MOT17_COPIES]
-    return [f"{split}{index + 1:04d}"]
+    """The folder names of one generated video: one per copy (MOT17's three), else one."""
+    entry = registry.get(layout, "layout")
+    name = entry.sequence_name.format(split=split, index=index + 1)
+    return [f"{name}-{copy}" for copy in entry.copies] or [name]
 
 
 def _seq_seed(seed: int, split: str, index: int) -> np.random.SeedSequence:
@@ -569,21 +562,22 @@ def _as_range(value, name: str) -> tuple:
 
 def _write_sequence(seq_dir: Path, name: str, data: SequenceData, jpeg_quality: int,
                     layout: str = "dancetrack") -> None:
-    digits = _digits(layout)
-    img_dir = seq_dir if layout == "bft" else seq_dir / "img1"
+    entry = registry.get(layout, "layout")
+    digits = entry.frame_digits
+    img_dir = seq_dir if entry.released_loose else seq_dir / "img1"
     img_dir.mkdir(parents=True)
     for t, frame in enumerate(data.frames, start=1):
         path = img_dir / f"{t:0{digits}d}.jpg"
         if not cv2.imwrite(str(path), frame, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]):
             raise OSError(f"cv2.imwrite failed for {path}")
-    if layout == "mot17":
+    if entry.public_detections:  # MOTChallenge gt (visibility) and det/det.txt
         gt_lines = [f"{f},{i},{x},{y},{w},{h},1,1,{v:.5g}\n"
                     for (f, i, x, y, w, h), v in zip(data.gt.tolist(), data.visibility.tolist())]
         det_lines = [f"{t},-1,{x:.2f},{y:.2f},{w:.2f},{h:.2f},{sc:.4f},-1,-1,-1\n"
                      for t, dets in enumerate(data.dets, start=1) for x, y, w, h, sc in dets.tolist()]
         (seq_dir / "det").mkdir()
         (seq_dir / "det" / "det.txt").write_text("".join(det_lines))
-    elif layout == "bft":  # released: gt beside the split, in annotations_mot/<split>/<seq>.txt
+    elif entry.released_loose:  # released: gt beside the split, in annotations_mot/<split>/<seq>.txt
         gt_lines = [f"{f},{i},{x},{y},{w},{h},1,-1,-1,-1\n" for f, i, x, y, w, h in data.gt.tolist()]
         ann = seq_dir.parent.parent / "annotations_mot" / seq_dir.parent.name
         ann.mkdir(parents=True, exist_ok=True)
@@ -597,7 +591,7 @@ def _write_sequence(seq_dir: Path, name: str, data: SequenceData, jpeg_quality: 
         "[Sequence]\n"
         f"name={name}\n"
         "imDir=img1\n"
-        f"frameRate={FRAME_RATE if layout == 'dancetrack' else 25}\n"
+        f"frameRate={entry.frame_rate}\n"
         f"seqLength={len(data.frames)}\n"
         f"imWidth={data.width}\n"
         f"imHeight={data.height}\n"
@@ -605,7 +599,7 @@ def _write_sequence(seq_dir: Path, name: str, data: SequenceData, jpeg_quality: 
 
 
 def _split_paths(mot_path: Path, split: str, layout: str = "dancetrack") -> dict:
-    root = mot_path / _LAYOUT_ROOTS[layout]
+    root = mot_path / registry.get(layout, "layout").folder
     return {"root": root, "split_dir": root / split, "seqmap": root / f"{split}_seqmap.txt",
             "det_db": root / f"{split}_det_db.json", "manifest": root / f"{split}_synthetic.json"}
 
@@ -674,7 +668,8 @@ def make_split(mot_path, split: str = "train", num_seqs: int = 8, num_frames=(60
         if progress:
             from tqdm import tqdm
             bar = tqdm(total=sum(s[2] for s in seqs), desc=f"synthetic {split}", unit="frame")
-        if layout == "bft":  # annotations_mot/<split>/ is written beside new_split, then moved too
+        loose = registry.get(layout, "layout").released_loose
+        if loose:  # annotations_mot/<split>/ is written beside new_split, then moved too
             new_split = tmp / "split" / split
             new_split.mkdir(parents=True)
         for video, seq_seed, n_frames, n_dancers in seqs:
@@ -682,7 +677,7 @@ def make_split(mot_path, split: str = "train", num_seqs: int = 8, num_frames=(60
             for name in video:
                 _write_sequence(new_split / name, name, data, jpeg_quality, layout)
                 for t, det in enumerate(data.dets, start=1):
-                    det_db[det_key(split, name, t, layout)] = [format_det_line(d) for d in det.tolist()]
+                    det_db[det_key(split, name, t, layout)] = format_det_lines(det, SYNTHETIC_ROUNDING)
             if bar is not None:
                 bar.update(n_frames)
         if bar is not None:
@@ -697,7 +692,7 @@ def make_split(mot_path, split: str = "train", num_seqs: int = 8, num_frames=(60
         if paths["split_dir"].exists():
             os.replace(paths["split_dir"], tmp / f"{split}.old")
         os.replace(new_split, paths["split_dir"])
-        if layout == "bft":
+        if loose:
             ann = paths["root"] / "annotations_mot" / split
             ann.parent.mkdir(exist_ok=True)
             if ann.exists():

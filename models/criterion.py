@@ -29,11 +29,6 @@ from models.structures import Instances, box_cxcywh_to_xyxy, matched_box_iou
 
 Indices = List[Tuple[torch.Tensor, torch.Tensor]]
 
-# Upstream's `--dataset_file` -> number of classes (the MOT datasets are one class: person).
-NUM_CLASSES = {"coco": 91, "coco_panoptic": 250, "e2e_mot": 1, "e2e_dance": 1, "e2e_joint": 1,
-               "e2e_static_mot": 1}
-
-
 def sigmoid_focal_loss(inputs: torch.Tensor, targets: torch.Tensor, num_boxes: float,
                        alpha: float = 0.25, gamma: float = 2, mean_in_dim1: bool = True) -> torch.Tensor:
     """Focal loss of RetinaNet (https://arxiv.org/abs/1708.02002) on logits.
@@ -300,13 +295,10 @@ def build_weight_dict(args) -> Dict[str, float]:
 
 def build_criterion(args, num_classes: int = None) -> Tuple[ClipMatcher, Dict[str, float]]:
     """`(ClipMatcher, weight_dict)` from the training arguments (upstream's `build`);
-    `num_classes` defaults to the one of `--dataset_file`.  The weights are also on
-    `criterion.weight_dict`."""
+    `num_classes` defaults to `args.num_classes` (set from the dataset registry by the training
+    runner), else 1.  The weights are also on `criterion.weight_dict`."""
     if num_classes is None:
-        dataset_file = getattr(args, "dataset_file", "e2e_dance")
-        if dataset_file not in NUM_CLASSES:
-            raise ValueError(f"unknown --dataset_file '{dataset_file}' (known: {sorted(NUM_CLASSES)})")
-        num_classes = NUM_CLASSES[dataset_file]
+        num_classes = int(getattr(args, "num_classes", None) or 1)
     weight_dict = build_weight_dict(args)
     criterion = ClipMatcher(num_classes, matcher=build_matcher(args), weight_dict=weight_dict,
                             losses=["labels", "boxes"], focal_alpha=0.25, focal_gamma=2)

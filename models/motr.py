@@ -268,9 +268,8 @@ class MOTR(nn.Module):
 
 def build(args):
     """(model, criterion, postprocessors), as upstream's `build_model(args)` returns them."""
-    num_classes = {"e2e_dance": 1, "e2e_mot": 1, "e2e_joint": 1, "e2e_static_mot": 1}.get(args.dataset_file)
-    if num_classes is None:
-        raise ValueError(f"--dataset_file {args.dataset_file!r}: MOTR supports e2e_dance, e2e_mot, e2e_joint")
+    # The training runner sets num_classes from the dataset registry (--dataset_file); tracking: 1.
+    num_classes = int(getattr(args, "num_classes", None) or 1)
     backbone = build_backbone(args)
     transformer = build_deformable_transformer(args)
     d_model = transformer.d_model

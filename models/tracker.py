@@ -26,10 +26,9 @@ import numpy as np
 import torch
 import torchvision
 
-from datasets.det_db import proposals_from_detections
-from datasets.sequences import image_to_input
 from util.device import autocast_context, resolve_device
 
+from .inputs import image_to_input, proposals_from_detections
 from .sparse_memory import SparseMemory
 from .structures import Instances, box_cxcywh_to_xyxy
 

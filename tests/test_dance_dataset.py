@@ -166,10 +166,10 @@ def test_bad_det_line_missing_and_corrupt_images_are_named(mot_root):
         ds[0]
     seq = mot_root / "DanceTrack" / "train" / "dancetrack0002" / "img1"
     (seq / "00000005.jpg").unlink()
-    with pytest.raises(FileNotFoundError, match=r"dancetrack0002/img1/00000005\.jpg does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"image not found: .*dancetrack0002/img1/00000005\.jpg"):
         ds[7]  # video 2, start 3: frames 3, 5, 7
     (seq / "00000003.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(FileNotFoundError, match=r"00000003\.jpg cannot be decoded"):
+    with pytest.raises(FileNotFoundError, match=r"cannot decode image .*00000003\.jpg"):
         ds[7]
 
 

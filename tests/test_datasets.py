@@ -179,7 +179,7 @@ def test_submit_mot17_train_writes_one_file_per_sequence(mot_root, small_ckpt, t
         frames = {int(line.split(",")[0]) for line in (out / f"{seq}.txt").read_text().splitlines()}
         assert frames == set(range(1, n + 1)), seq
     # and the result scores under MOT17's rules without an input error
-    res = evaluate(mot_root / "MOT17" / "train", out)
+    res = evaluate(mot_root / "MOT17" / "train", out, benchmark="mot17")
     assert res["benchmark"] == "mot17" and set(res["per_sequence"]) == set(MINI_FRAMES)
 
 
@@ -221,8 +221,10 @@ def test_gt_pedestrians_written_back_score_100_under_mot17_rules(tmp_path):
 
 def test_mot17_09_lift_gives_the_published_figures(tmp_path, capsys):
     gt, trk = LIFT / "MOT17" / "train", LIFT / "Lif_T"
-    res = evaluate(gt, trk)  # MOT17 inferred from the folder
+    res = evaluate(gt, trk, benchmark="mot17")
     assert res["benchmark"] == "mot17"
+    # the rules are the named benchmark's, never the folder's: MOT17/train is an own folder by default
+    assert evaluate(gt, trk)["benchmark"] == "custom"
     for row in (res["combined"], res["per_sequence"]["MOT17-09-FRCNN"]):
         for key, value in LIFT_FIGURES.items():
             if key == "MOTP":
@@ -256,11 +258,11 @@ def test_mot17_scores_the_copies_the_tracker_has(tmp_path):
     trk = tmp_path / "trk"
     trk.mkdir()
     shutil.copy(LIFT / "Lif_T" / "MOT17-09-FRCNN.txt", trk / "MOT17-09-SDP.txt")
-    res = evaluate(gt, trk)
+    res = evaluate(gt, trk, benchmark="mot17")
     assert list(res["per_sequence"]) == ["MOT17-09-SDP"]
     assert res["combined"]["FN"] == 1451
     with pytest.raises(EvaluationInputError, match="MOT17-09-DPM"):
-        evaluate(gt, trk, seqmap=_seqmap(tmp_path, ["MOT17-09-DPM", "MOT17-09-SDP"]))
+        evaluate(gt, trk, seqmap=_seqmap(tmp_path, ["MOT17-09-DPM", "MOT17-09-SDP"]), benchmark="mot17")
 
 
 def _seqmap(tmp_path, names):
@@ -326,7 +328,7 @@ def test_generated_layout_tracks_and_evaluates(generated, small_ckpt, tmp_path, 
     layout_split = resolve_split(str(root), layout, split, mot17_copy="all")
     out = tmp_path / "run"
     assert sorted(p.name for p in out.iterdir()) == [f"{n}.txt" for n in layout_split.names]
-    res = evaluate(layout_split.split_dir, out)
+    res = evaluate(layout_split.split_dir, out, benchmark=layout)
     assert res["benchmark"] == layout and sorted(res["per_sequence"]) == layout_split.names
     assert 0 <= res["combined"]["HOTA"] <= 100
 

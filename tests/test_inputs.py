@@ -7,9 +7,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from datasets.det_db import (DetDBError, det_db_key, format_det_line, load_det_db, lookup_detections,
-                             parse_det_lines, proposals_from_detections)
-from datasets.sequences import image_to_input, resized_shape
+from datasets.det_db import (EXACT, DetDBError, det_db_key, format_det_lines, load_det_db, lookup_detections,
+                             parse_det_lines)
+from models.inputs import image_to_input, proposals_from_detections, resized_shape
 
 
 @pytest.mark.parametrize("hw, expected", [
@@ -90,7 +90,7 @@ finite = st.floats(0, 4000, allow_nan=False, width=32)
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.tuples(finite, finite, finite, finite, st.floats(0, 1, width=32)), max_size=20))
 def test_any_well_formed_lines_parse_to_their_boxes(rows):
-    lines = [format_det_line(*r) for r in rows]
+    lines = format_det_lines(rows, EXACT)
     parsed = parse_det_lines(lines, "k")
     assert parsed.shape == (len(rows), 5)
     assert np.allclose(parsed, np.array(rows, dtype=np.float64).reshape(-1, 5))
@@ -100,7 +100,7 @@ def test_any_well_formed_lines_parse_to_their_boxes(rows):
 @given(st.lists(st.tuples(finite, finite, finite, finite, finite), min_size=1, max_size=10),
        st.data(), st.sampled_from(["", "x", "1,2", "1,2,3,4,5,6", "1;2;3;4;5", "inf,1,1,1,1"]))
 def test_any_malformed_line_raises_naming_its_line(rows, data, bad):
-    lines = [format_det_line(*r) for r in rows]
+    lines = format_det_lines(rows, EXACT)
     if bad == "":
         return  # blank lines are allowed
     at = data.draw(st.integers(0, len(lines)))

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from datasets import synthetic
-from datasets.synthetic import (det_key, format_det_line, make_dataset, make_split,
+from datasets.det_db import SYNTHETIC_ROUNDING, format_det_lines
+from datasets.synthetic import (det_key, make_dataset, make_split,
                                 simulate_sequence)
 
 TINY = dict(num_frames=15, width=160, height=96, num_dancers=(3, 4))
@@ -121,7 +122,7 @@ def test_det_db_lines_format_sorted_and_scored(tiny):
 
 
 def test_format_det_line_round_trips():
-    line = format_det_line([12.345, 6.0, 30.5, 41.25, 0.87654])
+    line, = format_det_lines([12.345, 6.0, 30.5, 41.25, 0.87654], SYNTHETIC_ROUNDING)
     assert line == "12.35,6.00,30.50,41.25,0.8765\n"
     assert np.allclose(_parse_dets([line]), [[12.35, 6.0, 30.5, 41.25, 0.8765]])
 

@@ -109,7 +109,7 @@ class VariantRunner:
                                input_size=INPUT_RULE)
 
     def step(self, img, proposals, hw, timed: bool = True):
-        from datasets.sequences import image_to_input
+        from models.inputs import image_to_input
         model = self.model
         MSDeformAttn.implementation = "auto" if self.fast_attention else "reference"
         timer = StageTimer(self.device)
@@ -180,7 +180,7 @@ def peak_mb(device) -> float:
 def run_upstream(upstream: str, hw, frame, reps: int, threads: int) -> float:
     """Median seconds per frame of upstream MOTRv2's own code (its pure-PyTorch attention path) on the
     same input and weights, in a subprocess (their packages share our module names)."""
-    from datasets.sequences import image_to_input
+    from models.inputs import image_to_input
     img, proposals = frame
     with tempfile.TemporaryDirectory() as tmp:
         x = image_to_input(img, *(INPUT_RULE if hw[0] >= 800 else hw))

@@ -8,24 +8,26 @@ Ground truth follows the DanceTrack / MOTChallenge layout::
 and tracker results are ``TRACKER_DIR/<seq>.txt`` in MOTChallenge format
 ``frame,id,x,y,w,h,conf,-1,-1,-1``.
 
-The settings are those of TrackEval's ``run_mot_challenge.py`` as used for DanceTrack (the
-MOTRv2 recipe: default MOT17-style benchmark, class ``pedestrian``, preprocessing on). In that
-mode TrackEval keeps a gt row only if its 7th column (the "consider" flag) is non-zero and its
-8th column (class) is 1 (pedestrian); tracker boxes matched to distractor classes are dropped.
-DanceTrack rows ``frame,id,x,y,w,h,1,1,1`` are therefore all scored. Matching threshold is IoU 0.5
-(CLEAR / Identity); HOTA averages over IoU thresholds 0.05..0.95.
+The scoring settings are the benchmark's entry in datasets/registry.py (``--benchmark NAME``,
+default ``custom``: MOTChallenge's rules, which on DanceTrack's gt give DanceTrack's figures; never
+guessed from a folder name): TrackEval's BENCHMARK
+(which picks the distractor classes), the classes to evaluate and whether its preprocessing runs.
+With preprocessing TrackEval keeps a gt row only if its 7th column (the "consider" flag) is non-zero
+and its 8th column (class) is 1 (pedestrian); tracker boxes matched to a distractor class are
+dropped (MOT17: person on vehicle, static person, distractor, reflection; MOT20 also non-motorized
+vehicle). Matching threshold is IoU 0.5 (CLEAR / Identity); HOTA averages over IoU thresholds
+0.05..0.95.
 
 We call TrackEval's dataset and metric classes directly rather than its ``Evaluator``: the
 ``Evaluator`` prints progress and writes summaries/plots next to the tracker files, which we do
 not want. The inputs are validated first so that mistakes are reported as
 ``EvaluationInputError`` naming the file and line, instead of TrackEval's generic messages.
 
-Benchmarks (``--benchmark``; default inferred from the folder, see ``infer_benchmark``):
+Benchmarks (``--benchmark``, the registry's names):
 
-* ``mot17`` (also MOT16/MOT20 folders, and any folder not named after a benchmark): MOT17's
-  rules as above (pedestrians only, distractor classes removed after matching, zero-marked gt
-  boxes ignored). With MOT17's three copies of each video in the gt folder and no seqmap, the
-  copies the tracker folder has files for are scored (``-FRCNN`` results: the FRCNN copies).
+* ``mot17``, ``mot20``, ``custom`` (your own folder): MOTChallenge's rules as above. For a dataset
+  with copies of each video (MOT17's three) in the gt folder and no seqmap, the copies the tracker
+  folder has files for are scored (``-FRCNN`` results: the FRCNN copies).
 * ``dancetrack``, ``sportsmot``, ``bft``: every gt box is a target (the class and consider
   columns are not read), which is what these benchmarks' own TrackEval runs amount to on their
   ground truth (every row ``1,1,1``; BFT after tools/convert_bft.py).
@@ -38,7 +40,7 @@ Usage::
     python tools/evaluate.py --gt_folder data/DanceTrack/val --tracker_folder out/tracker \
         [--seqmap val_seqmap.txt] [--json out/tracker/eval.json] [--benchmark mot17]
 
-or from Python: ``evaluate(gt_folder, tracker_folder, seqmap=None) -> dict``.
+or from Python: ``evaluate(gt_folder, tracker_folder, seqmap=None, benchmark="custom") -> dict``.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from datasets import registry  # noqa: E402
 from util.fileio import write_atomic  # noqa: E402
 
 PathLike = Union[str, os.PathLike]
@@ -64,10 +67,9 @@ PathLike = Union[str, os.PathLike]
 PERCENT_KEYS = ("HOTA", "DetA", "AssA", "MOTA", "IDF1")
 COUNT_KEYS = ("IDSW", "FP", "FN", "MT", "PT", "ML", "Frag")
 METRIC_KEYS = PERCENT_KEYS + COUNT_KEYS
-BENCHMARKS = ("mot17", "dancetrack", "sportsmot", "bft")
-# Folder names (any path component, case-insensitive) that name a benchmark.
-_BENCHMARK_FOLDERS = {"mot16": "mot17", "mot17": "mot17", "mot20": "mot17", "dancetrack": "dancetrack",
-                      "sportsmot": "sportsmot", "bft": "bft"}
+BENCHMARKS = registry.NAMES
+# Without --benchmark: an own MOTChallenge-format folder's rules (MOTChallenge's).
+DEFAULT_BENCHMARK = "custom"
 
 # Column layout of MOTChallenge text files (0-based).
 FRAME_COL, ID_COL, CONF_COL, CLASS_COL = 0, 1, 6, 7
@@ -251,30 +253,17 @@ def _trackeval():
     return trackeval
 
 
-def infer_benchmark(gt_folder: PathLike, seqs: Sequence[str] = ()) -> str:
-    """The benchmark a gt folder belongs to: the nearest path component named after one
-    (``MOT17``, ``DanceTrack``, ``SportsMOT``, ``BFT``; MOT16/MOT20 score as MOT17), else
-    ``mot17`` when a sequence is named ``MOTxx-...``, else ``mot17`` (MOTChallenge's rules)."""
-    for part in reversed(Path(os.path.abspath(gt_folder)).parts):
-        if part.lower() in _BENCHMARK_FOLDERS:
-            return _BENCHMARK_FOLDERS[part.lower()]
-    if any(seq.lower().startswith("dancetrack") for seq in seqs):
-        return "dancetrack"
-    return "mot17"
-
-
-def _mot17_copies_scored(gt_root: Path, tracker_root: Path, seqs: List[str]) -> List[str]:
-    """MOT17 gt holds each video three times (-DPM, -FRCNN, -SDP): score the copies the tracker
-    has results for. Sequences without such a suffix are always scored."""
-    from datasets.layouts import mot17_copy_of
-    copies = {mot17_copy_of(s) for s in seqs} - {None}
+def _copies_scored(entry: registry.DatasetEntry, tracker_root: Path, seqs: List[str]) -> List[str]:
+    """A gt folder with copies of each video (MOT17: -DPM, -FRCNN, -SDP): score the copies the
+    tracker has results for. Sequences without such a suffix are always scored."""
+    copies = {registry.copy_of(entry, s) for s in seqs} - {None}
     if len(copies) < 2:
         return seqs
     present = {c for c in copies if any((tracker_root / f"{s}.txt").is_file()
-                                        for s in seqs if mot17_copy_of(s) == c)}
+                                        for s in seqs if registry.copy_of(entry, s) == c)}
     if not present:
         return seqs  # nothing at all: the missing-file error below names the first one
-    return [s for s in seqs if mot17_copy_of(s) in present or mot17_copy_of(s) is None]
+    return [s for s in seqs if registry.copy_of(entry, s) in present or registry.copy_of(entry, s) is None]
 
 
 def _row_from_trackeval(hota: dict, clear: dict, identity: dict) -> Dict[str, Union[float, int]]:
@@ -298,13 +287,13 @@ def _row_from_trackeval(hota: dict, clear: dict, identity: dict) -> Dict[str, Un
 
 
 def evaluate(gt_folder: PathLike, tracker_folder: PathLike, seqmap: Optional[PathLike] = None,
-             progress: bool = False, benchmark: Optional[str] = None) -> Dict[str, dict]:
+             progress: bool = False, benchmark: str = DEFAULT_BENCHMARK) -> Dict[str, dict]:
     """Evaluate ``tracker_folder/<seq>.txt`` against ``gt_folder/<seq>/gt/gt.txt``.
 
     Sequences come from ``seqmap`` if given, else from every folder of ``gt_folder`` with
     ``gt/gt.txt``. Returns ``{"combined": row, "per_sequence": {seq: row}}`` where each row has
     HOTA, DetA, AssA, MOTA, IDF1 in percent and IDSW, FP, FN, MT, PT, ML, Frag as ints, and
-    ``"benchmark"``: the rules used (``benchmark``, default ``infer_benchmark``; module docstring).
+    ``"benchmark"``: the name of the registry entry whose scoring settings were used (module docstring).
     Raises EvaluationInputError on bad input. Nothing is written to disk.
     """
     gt_root = Path(gt_folder)
@@ -314,14 +303,14 @@ def evaluate(gt_folder: PathLike, tracker_folder: PathLike, seqmap: Optional[Pat
     if not tracker_root.is_dir():
         raise EvaluationInputError("tracker folder not found", tracker_root)
     seqs = read_seqmap(seqmap) if seqmap is not None else discover_sequences(gt_root)
-    if benchmark is None:
-        benchmark = infer_benchmark(gt_root, seqs)
-    benchmark = benchmark.lower()
-    if benchmark not in BENCHMARKS:
-        raise EvaluationInputError(f"unknown benchmark {benchmark!r}: expected one of {', '.join(BENCHMARKS)}")
-    mot17_rules = benchmark == "mot17"
-    if mot17_rules and seqmap is None:
-        seqs = _mot17_copies_scored(gt_root, tracker_root, seqs)
+    try:
+        entry = registry.get(benchmark or DEFAULT_BENCHMARK, "--benchmark")
+    except registry.DatasetError as err:
+        raise EvaluationInputError(str(err)) from None
+    benchmark, scoring = entry.name, entry.scoring
+    if entry.copies and seqmap is None:
+        seqs = _copies_scored(entry, tracker_root, seqs)
+    (cls,) = scoring.classes  # TrackEval's MotChallenge2DBox evaluates pedestrians only
 
     # Validate everything before handing it to TrackEval, so errors name file and line.
     seq_lengths: Dict[str, int] = {}
@@ -335,7 +324,7 @@ def evaluate(gt_folder: PathLike, tracker_folder: PathLike, seqmap: Optional[Pat
         if not tracker_file.is_file():
             raise EvaluationInputError(f"tracker file for sequence {seq!r} is missing", tracker_file)
         load_mot_file(gt_file, length, is_gt=True, seqinfo_path=seq_dir / "seqinfo.ini",
-                      check_classes=mot17_rules)
+                      check_classes=not scoring.every_gt_box_a_target)
         load_mot_file(tracker_file, length, is_gt=False, seqinfo_path=seq_dir / "seqinfo.ini")
         seq_lengths[seq] = length
 
@@ -348,11 +337,11 @@ def evaluate(gt_folder: PathLike, tracker_folder: PathLike, seqmap: Optional[Pat
         "TRACKERS_TO_EVAL": [tracker_root.name],
         "TRACKER_SUB_FOLDER": "",
         "OUTPUT_FOLDER": None,  # unused: we never call the Evaluator's writers
-        "CLASSES_TO_EVAL": ["pedestrian"],
-        "BENCHMARK": "MOT17",  # DanceTrack is scored with the MOT17 rules (see module docstring)
+        "CLASSES_TO_EVAL": list(scoring.classes),
+        "BENCHMARK": scoring.benchmark,
         "SPLIT_TO_EVAL": "val",
         "SKIP_SPLIT_FOL": True,
-        "DO_PREPROC": True,
+        "DO_PREPROC": scoring.preprocessing,
         "SEQ_INFO": dict(seq_lengths),
         "PRINT_CONFIG": False,
     }
@@ -375,11 +364,11 @@ def evaluate(gt_folder: PathLike, tracker_folder: PathLike, seqmap: Optional[Pat
         try:
             with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
                 raw = dataset.get_raw_seq_data(tracker_root.name, seq)
-                if not mot17_rules:  # every gt box is a target: class pedestrian, none zero-marked
+                if scoring.every_gt_box_a_target:  # class pedestrian, none zero-marked
                     for t, classes in enumerate(raw["gt_classes"]):
                         raw["gt_classes"][t] = np.ones_like(classes)
                         raw["gt_extras"][t]["zero_marked"] = np.ones_like(raw["gt_extras"][t]["zero_marked"])
-                data = dataset.get_preprocessed_seq_data(raw, "pedestrian")
+                data = dataset.get_preprocessed_seq_data(raw, cls)
                 for store, metric in zip(per_metric, metrics):
                     store[seq] = metric.eval_sequence(data)
         except trackeval.utils.TrackEvalException as err:
@@ -431,10 +420,11 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         help="MOTChallenge seqmap (header 'name', one sequence per line); "
                              "default: every sequence folder of --gt_folder")
     parser.add_argument("--json", default=None, help="write the results as JSON here")
-    parser.add_argument("--benchmark", default=None, type=str.lower, choices=BENCHMARKS,
-                        help="scoring rules: mot17 (pedestrians, distractors and zero-marked boxes "
-                             "ignored) or dancetrack / sportsmot / bft (every gt box a target); "
-                             "default: inferred from the folder names (MOT17, DanceTrack, ...), else mot17")
+    parser.add_argument("--benchmark", default=DEFAULT_BENCHMARK, type=str.lower, choices=BENCHMARKS,
+                        help="whose scoring settings (datasets/registry.py): mot17 / mot20 / custom "
+                             "(pedestrians; distractors, MOT20's included, and zero-marked boxes ignored) or "
+                             "dancetrack / sportsmot / bft (every gt box a target); default "
+                             f"{DEFAULT_BENCHMARK} (MOTChallenge's rules), never guessed from the folder")
     parser.add_argument("--progress", action="store_true",
                         help="show a progress bar over sequences (default: only when stderr is a terminal)")
     return parser

@@ -36,13 +36,13 @@ import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from datasets.det_db import format_det_lines  # noqa: E402
+from datasets.det_db import AS_READ, format_det_lines  # noqa: E402
 from util.fileio import write_json_atomic  # noqa: E402
 
 from datasets.det_db import DetDBError, read_det_txt  # noqa: E402
 from datasets.det_db import det_db_key as _key_of_relpath  # noqa: E402
-from datasets.layouts import DATASET_DIRS, DATASETS, DEFAULT_MOT17_COPY, MOT17_COPIES, SplitLayout  # noqa: E402
-from datasets.layouts import resolve_split  # noqa: E402
+from datasets import registry  # noqa: E402
+from datasets.layouts import SplitLayout, resolve_split  # noqa: E402
 from datasets.sequences import SequenceError  # noqa: E402
 
 from models.yolox import (DANCETRACK_TEST_SIZE, DEFAULT_NMS_THRE, DEFAULT_SCORE_FLOOR,  # noqa: E402
@@ -69,8 +69,8 @@ def _list_images(folder: Path) -> List[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
 
 
-def find_split_sequences(mot_path: Path, split: str, dataset: str = "dancetrack", split_dir: Optional[Path] = None,
-                         mot17_copy: str = DEFAULT_MOT17_COPY) -> List[SequenceFrames]:
+def find_split_sequences(mot_path: Path, split: str, dataset: str = registry.DEFAULT, split_dir: Optional[Path] = None,
+                         mot17_copy: str = registry.REGISTRY["mot17"].default_copy) -> List[SequenceFrames]:
     """The sequences of a split as datasets/layouts.py finds them (DanceTrack by default:
     mot_path/DanceTrack/<split>/<seq>/img1/*.jpg), named by their path relative to the key root."""
     layout = _layout(mot_path, split, dataset, split_dir, mot17_copy)
@@ -84,11 +84,6 @@ def _layout(mot_path, split, dataset, split_dir, mot17_copy) -> SplitLayout:
                              None if split_dir is None else str(split_dir), mot17_copy)
     except SequenceError as exc:
         raise FileNotFoundError(str(exc)) from None
-
-
-def _format_public(dets: np.ndarray) -> List[str]:
-    order = np.argsort(-dets[:, 4], kind="stable")
-    return [",".join(format(float(v), ".10g") for v in row) + "\n" for row in dets[order].tolist()]
 
 
 def detdb_from_det_txt(layouts: Sequence[SplitLayout], output: Optional[Path] = None) -> Dict[str, List[str]]:
@@ -109,7 +104,7 @@ def detdb_from_det_txt(layouts: Sequence[SplitLayout], output: Optional[Path] = 
                                  f"(frames {min(numbers)}..{max(numbers)})")
             for number, rel in seq.frames:
                 dets = per_frame.get(number)
-                det_db[_key_of_relpath(rel)] = [] if dets is None else _format_public(dets)
+                det_db[_key_of_relpath(rel)] = [] if dets is None else format_det_lines(dets, AS_READ, sort=True)
     if output is not None:
         write_json_atomic(output, det_db, indent=None)
     return det_db
@@ -237,10 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--frames", nargs="+", type=Path, help="folders of frames, one sequence each")
     src.add_argument("--split_dir", type=Path, default=None,
                      help="a MOTChallenge-format split folder of your own (<seq>/img1/*.jpg)")
-    parser.add_argument("--dataset", default="dancetrack", choices=DATASETS,
-                        help="layout of --split under --mot_path: " +
-                             ", ".join(f"{k} ({v}/<split>)" for k, v in DATASET_DIRS.items()))
-    parser.add_argument("--mot17_copy", default=DEFAULT_MOT17_COPY, choices=MOT17_COPIES + ("all",),
+    parser.add_argument("--dataset", default=registry.DEFAULT, choices=registry.NAMES,
+                        help="layout of --split under --mot_path (datasets/registry.py): " +
+                             ", ".join(f"{e.name} ({e.folder}/<split>)" for e in registry.ENTRIES if e.folder))
+    parser.add_argument("--mot17_copy", default=registry.REGISTRY["mot17"].default_copy,
+                        choices=registry.COPY_NAMES + ("all",),
                         help="MOT17: which copy of each video (default FRCNN; all: the three)")
     parser.add_argument("--from_det_txt", action="store_true",
                         help="no detector: the det_db of the sequences' public detections det/det.txt")

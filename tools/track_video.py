@@ -32,10 +32,10 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.det_db import (DetDBError, format_det_lines, load_det_db, lookup_detections,  # noqa: E402
-                             parse_det_lines, proposals_from_detections)
+from datasets.det_db import DetDBError, format_det_lines, load_det_db, lookup_detections, parse_det_lines  # noqa: E402
 from datasets.sequences import SequenceError  # noqa: E402
 from models.checkpoint import CheckpointError  # noqa: E402
+from models.inputs import proposals_from_detections  # noqa: E402
 from models.tracker import Tracker, build_network, mot_lines  # noqa: E402
 from models.yolox import (DANCETRACK_TEST_SIZE, DEFAULT_NMS_THRE, DEFAULT_SCORE_FLOOR,  # noqa: E402
                           YOLOX_SIZES, detect_frames, load_yolox)

@@ -1,0 +1,176 @@
+"""The datasets: one entry each, the one place that says how a dataset is laid out, trained on and scored.
+
+Everything that names a dataset reads this module: tracking and det_db making (`--dataset`,
+datasets/layouts.py), training (`--dataset_file`, datasets/dance.py; the number of classes that
+engine.py hands to the network), the synthetic layouts (datasets/synthetic.py) and scoring
+(`tools/evaluate.py --benchmark NAME`). Adding a dataset is one `DatasetEntry` in `ENTRIES` (and
+its test).
+
+    name        folder under --mot_path            splits             copies of each video
+    dancetrack  DanceTrack/<split>/<seq>/img1      train val test     -
+    sportsmot   SportsMOT/<split>/<seq>/img1       train val test     -
+    mot17       MOT17/<split>/MOT17-NN-<copy>/img1 train test         DPM FRCNN SDP (one per public detector)
+    mot20       MOT20/<split>/MOT20-NN/img1        train test         -
+    bft         BFT/<split>/<seq>/img1             train val test     - (after tools/convert_bft.py)
+    custom      --split_dir DIR: DIR/<seq>/img1    -                  -
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+# MOTChallenge gt classes (column 8), as TrackEval's mot_challenge_2d_box.py numbers them.
+MOT_CLASSES = {"pedestrian": 1, "person_on_vehicle": 2, "car": 3, "bicycle": 4, "motorbike": 5,
+               "non_mot_vehicle": 6, "static_person": 7, "distractor": 8, "occluder": 9,
+               "occluder_on_ground": 10, "occluder_full": 11, "reflection": 12, "crowd": 13}
+# The classes that are not people: dropped from training where every person class is kept.
+NON_PERSON_CLASSES = (3, 4, 5, 6, 9, 10, 11)
+# TrackEval's distractors (matched tracker boxes removed, not counted as FP): MOT17's four;
+# BENCHMARK 'MOT20' adds non_mot_vehicle.
+MOT17_DISTRACTORS = (2, 7, 8, 12)
+MOT20_DISTRACTORS = (2, 6, 7, 8, 12)
+
+
+class DatasetError(ValueError):
+    """An unknown dataset name; the message names the flag and the known names."""
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How a benchmark is scored with TrackEval's MotChallenge2DBox.
+
+    benchmark:          TrackEval's BENCHMARK ('MOT17', 'MOT20': it picks the distractor classes)
+    classes:            CLASSES_TO_EVAL
+    distractor_classes: gt classes whose matched tracker boxes are removed (what `benchmark` makes
+                        TrackEval do; tests/test_evaluate.py checks the two agree)
+    preprocessing:      DO_PREPROC (distractor removal, zero-marked gt rows dropped)
+    every_gt_box_a_target: gt class and consider columns are not read (every row scored as a
+                        pedestrian); what DanceTrack's, SportsMOT's and BFT's released gt amount to
+    """
+    benchmark: str = "MOT17"
+    classes: Tuple[str, ...] = ("pedestrian",)
+    distractor_classes: Tuple[int, ...] = MOT17_DISTRACTORS
+    preprocessing: bool = True
+    every_gt_box_a_target: bool = False
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One dataset (module docstring's table).
+
+    folder:        its folder under --mot_path (None: read from --split_dir only)
+    splits:        the released splits
+    frame_digits:  digits of the released frame file names (readers accept any; synthetic writes these)
+    sequence_name: released sequence names, `{split}` / `{index}` (1-based) filled in (synthetic)
+    copies:        folders per video, one per public detector (`<video>-<copy>`); default_copy is used
+                   when --mot17_copy is not given, and for training (one copy per video)
+    public_detections: each sequence has det/det.txt (tools/make_detdb.py --from_det_txt)
+    train_classes: gt classes kept for training (None: every class that is a person)
+    num_classes:   classes the network predicts
+    released_loose: released with images loose in the sequence folder and gt beside the split
+                   (tools/convert_bft.py moves it into MOTChallenge layout)
+    frame_rate:    frame rate written to generated seqinfo.ini files (the released ones state their own)
+    """
+    name: str
+    folder: Optional[str]
+    splits: Tuple[str, ...]
+    scoring: Scoring
+    frame_digits: int = 6
+    sequence_name: str = "{split}{index:04d}"
+    copies: Tuple[str, ...] = ()
+    default_copy: Optional[str] = None
+    public_detections: bool = False
+    train_classes: Optional[Tuple[int, ...]] = None
+    num_classes: int = 1
+    released_loose: bool = False
+    frame_rate: int = 25
+    description: str = field(default="", compare=False)
+
+
+_EVERY_BOX = Scoring(every_gt_box_a_target=True)
+
+ENTRIES: Tuple[DatasetEntry, ...] = (
+    DatasetEntry("dancetrack", "DanceTrack", ("train", "val", "test"), _EVERY_BOX, frame_digits=8,
+                 frame_rate=20, description="DanceTrack (the default)"),
+    DatasetEntry("sportsmot", "SportsMOT", ("train", "val", "test"), _EVERY_BOX, description="SportsMOT"),
+    DatasetEntry("mot17", "MOT17", ("train", "test"), Scoring("MOT17", distractor_classes=MOT17_DISTRACTORS),
+                 sequence_name="MOT17-{index:02d}", copies=("DPM", "FRCNN", "SDP"), default_copy="FRCNN",
+                 public_detections=True, train_classes=(1,), description="MOT17 (three copies per video)"),
+    DatasetEntry("mot20", "MOT20", ("train", "test"), Scoring("MOT20", distractor_classes=MOT20_DISTRACTORS),
+                 sequence_name="MOT20-{index:02d}", public_detections=True, train_classes=(1,),
+                 description="MOT20"),
+    DatasetEntry("bft", "BFT", ("train", "val", "test"), _EVERY_BOX, released_loose=True,
+                 description="BFT, Bird Flock Tracking (after tools/convert_bft.py)"),
+    DatasetEntry("custom", None, (), Scoring("MOT17", distractor_classes=MOT17_DISTRACTORS),
+                 description="your own MOTChallenge-format split folder (--split_dir)"),
+)
+REGISTRY: Dict[str, DatasetEntry] = {entry.name: entry for entry in ENTRIES}
+NAMES: Tuple[str, ...] = tuple(REGISTRY)
+# Datasets with a released folder under --mot_path (what --dataset and the synthetic layouts offer).
+LAYOUT_NAMES: Tuple[str, ...] = tuple(e.name for e in ENTRIES if e.folder is not None)
+DEFAULT = "dancetrack"
+# Every copy name any entry has (--mot17_copy's choices).
+COPY_NAMES: Tuple[str, ...] = tuple(dict.fromkeys(c for e in ENTRIES for c in e.copies))
+
+# Upstream MOTR/MOTRv2 `--dataset_file` names: None stands for --dataset; main.py's default `coco`
+# too (upstream's .args files always set e2e_dance).
+UPSTREAM_DATASET_FILES: Dict[str, Optional[str]] = {
+    "e2e_dance": None, "coco": None, "e2e_mot": "mot17", "e2e_joint": "mot17", "e2e_static_mot": "mot17"}
+# Training-set names that are not datasets of this registry: left to --append_crowd.
+EXTRA_TRAINING_SETS = ("crowdhuman",)
+
+
+def get(name: str, flag: str = "--dataset") -> DatasetEntry:
+    """The entry called `name` (case-insensitive); DatasetError naming `flag` otherwise."""
+    entry = REGISTRY.get(str(name).lower())
+    if entry is None:
+        raise DatasetError(f"{flag} {name!r}: unknown dataset (expected one of {', '.join(NAMES)})")
+    return entry
+
+
+def copy_of(entry: DatasetEntry, sequence: str) -> Optional[str]:
+    """'MOT17-02-FRCNN' -> 'FRCNN' for an entry with copies; None for a name without a copy suffix."""
+    for copy in entry.copies:
+        if sequence.endswith("-" + copy) and len(sequence) > len(copy) + 1:
+            return copy
+    return None
+
+
+def video_of(entry: DatasetEntry, sequence: str) -> Optional[str]:
+    """'MOT17-02-FRCNN' -> 'MOT17-02'; None for a name without a copy suffix."""
+    copy = copy_of(entry, sequence)
+    return None if copy is None else sequence[:-len(copy) - 1]
+
+
+def training_sets(dataset_file: Optional[str], dataset: Optional[str] = None) -> List[str]:
+    """The datasets `--dataset_file` names, in order: one name or several joined by `,` or `+`
+    (`mot17,dancetrack`, `dancetrack+sportsmot`); `e2e_<name>` is `<name>`; upstream's names as
+    UPSTREAM_DATASET_FILES maps them (`e2e_dance`: `--dataset`, default dancetrack); `crowdhuman`
+    is left to --append_crowd. DatasetError names an unknown part."""
+    default = (dataset or DEFAULT).lower()
+    names: List[str] = []
+    for part in str(dataset_file or "").replace("+", ",").split(","):
+        name = part.strip().lower()
+        if name in UPSTREAM_DATASET_FILES:
+            name = UPSTREAM_DATASET_FILES[name] or default
+        elif name.startswith("e2e_"):
+            name = name[len("e2e_"):]
+        if name == "":
+            name = default
+        if name in EXTRA_TRAINING_SETS:
+            continue
+        if name not in REGISTRY:
+            raise DatasetError(f"--dataset_file {dataset_file!r}: unknown dataset {part.strip()!r} (expected "
+                               f"{', '.join(NAMES)}, {', '.join(EXTRA_TRAINING_SETS)} or "
+                               f"{', '.join(UPSTREAM_DATASET_FILES)}, joined by ',' or '+')")
+        if name not in names:
+            names.append(name)
+    return names or [default]
+
+
+def num_classes(dataset_file: Optional[str], dataset: Optional[str] = None) -> int:
+    """The number of classes the network predicts for a `--dataset_file` (all of a mix must agree)."""
+    counts = {REGISTRY[name].num_classes for name in training_sets(dataset_file, dataset)}
+    if len(counts) != 1:
+        raise DatasetError(f"--dataset_file {dataset_file!r} mixes datasets with {sorted(counts)} classes")
+    return counts.pop()
