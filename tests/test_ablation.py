@@ -142,7 +142,7 @@ def test_table2_then_table4_end_to_end(tiny_setup):
     assert {p.name: p.stat().st_mtime_ns for p in shared_run.iterdir()} == stamps
     ofs_log = done.stdout.split("-- table4/ofs:")[1]
     assert "tracked already" in ofs_log and "not re-scored" in ofs_log
-    assert "submit_dance.py" not in ofs_log.split("make_tables.py")[0]
+    assert "submit_dance.py" not in ofs_log.split("tools.make_tables")[0]
 
     markdown = tables_md.read_text()
     table4 = table_cells(table_section(markdown, "Table IV"))
@@ -179,7 +179,7 @@ def test_script_rows_match_paper_tables(table):
         flags = rows[(table, name)]
         expected = dict(changed) if changed.get("--memory") == "none" else {**TFSASM, **changed}
         assert flags == expected, (name, flags)
-    assert "make_tables.py --results" in stdout
+    assert "-m tools.make_tables --results" in stdout
 
 
 def test_list_env_and_memory_preset_change_the_rows():
