@@ -18,7 +18,7 @@ from hypothesis import given, settings, strategies as st
 
 from tests.helpers import REPO, SMALL_MODEL_ARGV
 from tools import make_tables
-from tools.ablation.tables import TFSASM, Row, split_extra
+from tools.ablation.tables import TFSASM as TFSASM_FLAGS, Row, split_extra
 
 PAPER = REPO / "docs" / "paper_figures.md"  # the paper's Tables I-VI as printed
 ABLATION = REPO / "tools" / "ablation"
@@ -384,12 +384,12 @@ def test_extra_args_tracker_flags_are_the_config_fields():
 
 
 @settings(max_examples=30, deadline=None)
-@given(changes=st.dictionaries(st.sampled_from([flag for flag, _ in TFSASM] + ["--memory_temporal_gap_reg"]),
+@given(changes=st.dictionaries(st.sampled_from([flag for flag, _ in TFSASM_FLAGS] + ["--memory_temporal_gap_reg"]),
                                st.sampled_from(["0", "0.3", "latest", "25"]), max_size=4),
        preset=st.sampled_from(["official", "paper"]))
 def test_row_flags_are_tfsasm_with_the_changes(changes, preset):
     flags = Row("r", "r", "", tuple(changes.items())).flags(preset)
     pairs = dict(zip(flags[::2], flags[1::2]))
     assert len(pairs) == len(flags) // 2  # each flag once
-    assert pairs == {**dict(TFSASM), "--memory_preset": preset, **changes}
-    assert list(pairs)[:len(TFSASM)] == [f for f, _ in TFSASM]  # TF-SASM's order, additions after
+    assert pairs == {**dict(TFSASM_FLAGS), "--memory_preset": preset, **changes}
+    assert list(pairs)[:len(TFSASM_FLAGS)] == [f for f, _ in TFSASM_FLAGS]  # TF-SASM's order, additions after
