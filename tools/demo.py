@@ -32,6 +32,8 @@ VARIANTS = (("MOTRv2", "motrv2", ["--memory", "none"], 65.4),
 
 def plot_metrics(results: dict, path: Path) -> None:
     import matplotlib
+
+    from util.fileio import atomic_path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 3.5), dpi=120)
@@ -46,10 +48,9 @@ def plot_metrics(results: dict, path: Path) -> None:
     ax.set_title("Synthetic DanceTrack val")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".tmp_{path.name}")
-    fig.savefig(tmp, format="png")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def run_demo(cli_args=None) -> int:

@@ -49,7 +49,6 @@ import argparse
 import configparser
 import contextlib
 import io
-import json
 import os
 import sys
 from pathlib import Path
@@ -59,7 +58,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from datasets import registry  # noqa: E402
-from util.fileio import write_atomic  # noqa: E402
+from util.fileio import write_json_atomic  # noqa: E402
 
 PathLike = Union[str, os.PathLike]
 
@@ -404,11 +403,6 @@ def format_table(results: Dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def write_json_atomic(results: dict, out_path: PathLike) -> None:
-    """Write JSON through a temp file in the same folder, then rename (no half-written files)."""
-    write_atomic(out_path, json.dumps(results, indent=2) + "\n")
-
-
 def build_arg_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="HOTA / DetA / AssA / MOTA / IDF1 / IDSW of a tracker on DanceTrack-style ground truth "
@@ -440,7 +434,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     print(format_table(results))
     if args.json:
-        write_json_atomic(results, args.json)
+        write_json_atomic(args.json, results)
         print(f"wrote {args.json}")
     return 0
 
