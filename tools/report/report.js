@@ -8,7 +8,7 @@
   const SVG = "http://www.w3.org/2000/svg";
   const LABEL_W = 110, AXIS_W = 960, ROW_H = 14, ROW_GAP = 5, TOP = 10;
   const EAGER_IDENTITIES = 400;  // above this many in all, a sequence's timelines are drawn when opened
-  const MANY_IDENTITIES = 30;    // above this many in a sequence, only those with events are shown at first  // above this many in all, a sequence's timelines are drawn when opened
+  const MANY_IDENTITIES = 30;    // above this many in a sequence, only those with events are shown at first
 
   // One colour per tracker id: the golden-ratio hue steps of tools/visualize.py's id_color.
   function idColor(id) {
