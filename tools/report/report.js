@@ -111,7 +111,7 @@
     const imgs = [];
     for (const when of ["before", "after"]) {
       if (ev.images && ev.images[when]) {
-        imgs.push(el("figure", {}, [el("img", { src: ev.images[when], alt: when, loading: "lazy" }),
+        imgs.push(el("figure", {}, [el("a", { href: ev.images[when] }, [el("img", { src: ev.images[when], alt: when, loading: "lazy" })]),
           el("figcaption", { text: when + " (frame " + (when === "before" ? ev.last_frame : ev.frame) + ")" })]));
       }
     }
