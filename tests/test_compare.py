@@ -208,6 +208,8 @@ def test_bad_arguments_fail_before_any_work(tmp_path):
         compare(str(MINI), {"A": str(tmp_path)}, str(tmp_path / "r"), seqs=["MOT17-99"])
     with pytest.raises(CompareInputError, match="--images"):
         compare(str(MINI), {"A": str(tmp_path)}, str(tmp_path / "r"), images=str(tmp_path))
+    with pytest.raises(CompareInputError, match="--max_images"):
+        compare(str(MINI), {"A": str(tmp_path)}, str(tmp_path / "r"), max_images=-1)
     assert not (tmp_path / "r").exists()
     proc = subprocess.run([sys.executable, "tools/compare.py", "--gt_folder", str(MINI), "--trackers", "A",
                            "-o", str(tmp_path / "r")], cwd=REPO, capture_output=True, text=True, timeout=120)

@@ -206,6 +206,8 @@ def compare(gt_folder: str, trackers: Dict[str, str], out_dir: str, benchmark: O
         raise CompareInputError("--trackers: name at least one NAME=DIR")
     if window < 0:
         raise CompareInputError(f"--window must be >= 0, got {window}")
+    if max_images < 0:
+        raise CompareInputError(f"--max_images must be >= 0, got {max_images}")
     seqs = _check_inputs(gt_folder, trackers, seqs, images)
     out = Path(out_dir)
     tables: dict = {"combined": {}, "per_sequence": {}}
