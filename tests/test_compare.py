@@ -273,3 +273,17 @@ def test_cli_writes_the_report(tmp_path, scripted):
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert [(e["tracker"], e["kind"]) for e in report["events"]] == [("B", "fragment")]
     assert "B: HOTA" in proc.stdout and (tmp_path / "r" / "index.html").stat().st_size > 5000
+
+
+def test_three_trackers(tmp_path):
+    """Any number of result folders: an event two of three trackers had is still listed (A kept it)."""
+    g = LONG_IDS[0]
+    perfect, _ = script(LONG_SEQ, [])
+    switched, _ = script(LONG_SEQ, [("switch", g, 3, 0)])
+    folders = {name: str(write_result(tmp_path / name, {LONG_SEQ: lines}))
+               for name, lines in (("A", perfect), ("B", switched), ("C", switched))}
+    report = compare(str(MINI), folders, str(tmp_path / "r"), benchmark="mot17", seqs=[LONG_SEQ])
+    assert [(e["tracker"], e["also_in"], e["differential"]) for e in report["events"]] == [
+        ("B", ["C"], True), ("C", ["B"], True)]
+    assert report["events"][0]["others"] == {"A": {"before": g, "after": g},
+                                             "C": {"before": g, "after": FIRST_NEW_ID}}
