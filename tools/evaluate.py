@@ -52,7 +52,7 @@ import io
 import os
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -286,7 +286,8 @@ def _row_from_trackeval(hota: dict, clear: dict, identity: dict) -> Dict[str, Un
 
 
 def evaluate(gt_folder: PathLike, tracker_folder: PathLike, seqmap: Optional[PathLike] = None,
-             progress: bool = False, benchmark: str = DEFAULT_BENCHMARK) -> Dict[str, dict]:
+             progress: bool = False, benchmark: str = DEFAULT_BENCHMARK,
+             on_sequence: Optional[Callable[[str, dict, dict], None]] = None) -> Dict[str, dict]:
     """Evaluate ``tracker_folder/<seq>.txt`` against ``gt_folder/<seq>/gt/gt.txt``.
 
     Sequences come from ``seqmap`` if given, else from every folder of ``gt_folder`` with
@@ -294,6 +295,8 @@ def evaluate(gt_folder: PathLike, tracker_folder: PathLike, seqmap: Optional[Pat
     HOTA, DetA, AssA, MOTA, IDF1 in percent and IDSW, FP, FN, MT, PT, ML, Frag as ints, and
     ``"benchmark"``: the name of the registry entry whose scoring settings were used (module docstring).
     Raises EvaluationInputError on bad input. Nothing is written to disk.
+    ``on_sequence(seq, raw, data)``, if given, sees each sequence's TrackEval data as scored: raw
+    (original ids) and preprocessed (ids relabelled 0..n-1), e.g. to replay CLEAR's matching.
     """
     gt_root = Path(gt_folder)
     tracker_root = Path(tracker_folder).resolve()
@@ -368,6 +371,8 @@ def evaluate(gt_folder: PathLike, tracker_folder: PathLike, seqmap: Optional[Pat
                         raw["gt_classes"][t] = np.ones_like(classes)
                         raw["gt_extras"][t]["zero_marked"] = np.ones_like(raw["gt_extras"][t]["zero_marked"])
                 data = dataset.get_preprocessed_seq_data(raw, cls)
+                if on_sequence is not None:
+                    on_sequence(seq, raw, data)
                 for store, metric in zip(per_metric, metrics):
                     store[seq] = metric.eval_sequence(data)
         except trackeval.utils.TrackEvalException as err:
