@@ -105,7 +105,7 @@ class VariantRunner:
         self.frames = []  # (total seconds, {stage: seconds}) per timed frame
         model.clear()
         memory = "sparse" if model.memory is not None else "none"
-        self.tracker = Tracker(model, TrackerConfig(memory=memory), device=device, amp=amp,
+        self.tracker = Tracker(model, TrackerConfig.from_flags(memory=memory), device=device, amp=amp,
                                input_size=INPUT_RULE)
 
     def step(self, img, proposals, hw, timed: bool = True):

@@ -54,8 +54,8 @@ def frame_inputs(hw, n_proposals, device, seed=0):
 
 
 def make_trackers(network, n, device):
-    return [Tracker(network, TrackerConfig(score_threshold=0.3, update_score_threshold=0.3,
-                                           **ROW_CONFIGS[i % len(ROW_CONFIGS)]), device=device)
+    return [Tracker(network, TrackerConfig.from_flags(score_threshold=0.3, update_score_threshold=0.3,
+                                                      **ROW_CONFIGS[i % len(ROW_CONFIGS)]), device=device)
             for i in range(n)]
 
 

@@ -40,7 +40,7 @@ from models.tracker import Tracker, build_network, mot_lines  # noqa: E402
 from models.yolox import (DANCETRACK_TEST_SIZE, DEFAULT_NMS_THRE, DEFAULT_SCORE_FLOOR,  # noqa: E402
                           YOLOX_SIZES, detect_frames, load_yolox)
 from tools.visualize import draw_tracks  # noqa: E402
-from util.args import get_tracking_parser  # noqa: E402
+from main import get_tracking_parser  # noqa: E402
 from util.device import resolve_device  # noqa: E402
 from util.fileio import write_atomic  # noqa: E402
 
