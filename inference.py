@@ -81,7 +81,7 @@ def read_variants(path: str, base: argparse.Namespace, parser: argparse.Argument
             given = vars(line_parser.parse_args(flags))
         except VariantError as exc:
             raise VariantError(f"{path}:{lineno}: {exc}") from None
-        refused = sorted(set(given) - allowed)
+        refused = sorted(set(given) - set(allowed))
         if refused:
             option = next(o for a in parser._actions if a.dest == refused[0] for o in a.option_strings)
             raise VariantError(f"{path}:{lineno}: {option} is not a tracker or memory flag; a variant may set only "
