@@ -247,7 +247,8 @@ def train(args) -> Dict[str, float]:
     """Train MOTRv2 with `args` (main.py's flags). Returns the last epoch's stats."""
     from datasets import registry
     from datasets.dance import build_dataset, collate_fn
-    from models.motr import build, resolve_device
+    from models.motr import build
+    from util.device import resolve_device
 
     if getattr(args, "num_threads", 0):
         torch.set_num_threads(args.num_threads)

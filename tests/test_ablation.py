@@ -203,7 +203,7 @@ def test_bad_inputs_stop_before_running(tmp_path):
 
 # -- configs ---------------------------------------------------------------------------------------
 def test_tfsasm_configs_are_motrv2_plus_memory_flags():
-    from submit_dance import get_submit_parser
+    from main import get_tracking_parser as get_submit_parser
     base = (REPO / "configs" / "motrv2.args").read_text().splitlines()
     official = (REPO / "configs" / "tfsasm.args").read_text().splitlines()
     paper = (REPO / "configs" / "tfsasm_paper.args").read_text().splitlines()

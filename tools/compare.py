@@ -30,10 +30,9 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tools.evaluate import EvaluationInputError, discover_sequences, evaluate  # noqa: E402
-from tools.report.matching import ABSENT, SequenceMatch, cover_runs, replay_clear  # noqa: E402
-from util.fileio import write_atomic, write_json_atomic  # noqa: E402
+from tools.evaluate import EvaluationInputError, discover_sequences, evaluate
+from tools.report.matching import ABSENT, SequenceMatch, cover_runs, replay_clear
+from util.fileio import write_atomic, write_json_atomic
 
 TABLE_KEYS = ("HOTA", "DetA", "AssA", "IDF1", "IDSW", "Frag")
 DEFAULT_WINDOW = 10       # frames: a switch in another tracker this close is "the same" switch

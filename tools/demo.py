@@ -62,7 +62,7 @@ def run_demo(cli_args=None) -> int:
     from tools.compare import compare
     from tools.evaluate import evaluate
     from tools.visualize import frame_files, render_video
-    from util.args import get_tracking_parser
+    from main import get_tracking_parser
     from util.fileio import write_json_atomic
 
     start = time.time()

@@ -56,9 +56,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from datasets import registry  # noqa: E402
-from util.fileio import write_json_atomic  # noqa: E402
+from datasets import registry
+from util.fileio import write_json_atomic
 
 PathLike = Union[str, os.PathLike]
 

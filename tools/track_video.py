@@ -30,19 +30,18 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.det_db import DetDBError, format_det_lines, load_det_db, lookup_detections, parse_det_lines  # noqa: E402
-from datasets.sequences import SequenceError  # noqa: E402
-from models.checkpoint import CheckpointError  # noqa: E402
-from models.inputs import proposals_from_detections  # noqa: E402
-from models.tracker import Tracker, build_network, mot_lines  # noqa: E402
-from models.yolox import (DANCETRACK_TEST_SIZE, DEFAULT_NMS_THRE, DEFAULT_SCORE_FLOOR,  # noqa: E402
+from datasets.det_db import DetDBError, format_det_lines, load_det_db, lookup_detections, parse_det_lines
+from datasets.sequences import SequenceError
+from models.checkpoint import CheckpointError
+from models.inputs import proposals_from_detections
+from models.tracker import Tracker, build_network, mot_lines
+from models.yolox import (DANCETRACK_TEST_SIZE, DEFAULT_NMS_THRE, DEFAULT_SCORE_FLOOR,
                           YOLOX_SIZES, detect_frames, load_yolox)
-from tools.visualize import draw_tracks  # noqa: E402
-from util.args import get_tracking_parser  # noqa: E402
-from util.device import resolve_device  # noqa: E402
-from util.fileio import NotWritableError, atomic_path, check_writable_folder, write_atomic  # noqa: E402
+from tools.visualize import draw_tracks
+from main import get_tracking_parser
+from util.device import resolve_device
+from util.fileio import NotWritableError, atomic_path, check_writable_folder, write_atomic
 
 DEFAULT_OUTPUT_DIR = os.path.join("outputs", "track_video")
 FALLBACK_FPS = 25.0

@@ -14,10 +14,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from datasets.sequences import IMAGE_EXTENSIONS  # noqa: E402
-from util.fileio import atomic_path  # noqa: E402
+from datasets.sequences import IMAGE_EXTENSIONS
+from util.fileio import atomic_path
 
 Box = Tuple[int, float, float, float, float]  # id, x, y, w, h
 

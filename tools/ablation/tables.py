@@ -36,9 +36,10 @@ TFSASM: Tuple[Tuple[str, str], ...] = (
 
 def tracker_flag_names() -> Tuple[str, ...]:
     """The tracker's and the memory's settings (their flags are `--<name> VALUE`): the fields of the
-    config dataclass, so that a new setting is one without being listed here."""
-    from models.tracker import TrackerConfig
-    return TrackerConfig.field_names()
+    config dataclasses (TrackerConfig and its MemoryConfig), so that a new setting is one without
+    being listed here."""
+    from models.config import tracker_flags
+    return tuple(f.dest for f in tracker_flags())
 
 
 def _paper(hota: float, deta: float, assa: float, idf1: float) -> Dict[str, float]:
