@@ -372,12 +372,14 @@ def test_dry_run_does_not_mark_a_tracked_row_pending(tmp_path):
 
 
 def test_extra_args_tracker_flags_are_the_config_fields():
-    from models.tracker import TrackerConfig
+    from models.config import tracker_flags
+    names = [f.dest for f in tracker_flags()]
+    assert {"score_threshold", "ofs", "memory_size", "track_nms_iou"} <= set(names)
     words = ["--device", "cpu"]
-    for name in TrackerConfig.field_names():
+    for name in names:
         words += [f"--{name}", "1"]
     tracker, rest = split_extra(words)
-    assert rest == ["--device", "cpu"] and len(tracker) == 2 * len(TrackerConfig.field_names())
+    assert rest == ["--device", "cpu"] and len(tracker) == 2 * len(names)
     # a setting whose name does not start with "memory" is one too, once the config has it
     assert split_extra(["--ofs_rule", "x", "--val_width", "64"], names=["ofs_rule"]) == (
         ["--ofs_rule", "x"], ["--val_width", "64"])
