@@ -426,4 +426,4 @@ def test_ablation_scripts_pass_dataset_through():
     plain = dry()
     assert plain.returncode == 0 and " --dataset " not in plain.stdout and "--benchmark" not in plain.stdout
     bad = dry(DATASET="kitti")
-    assert bad.returncode == 2 and "DATASET must be" in bad.stderr
+    assert bad.returncode == 2 and "DATASET 'kitti': unknown dataset" in bad.stderr
