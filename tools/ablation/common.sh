@@ -127,10 +127,9 @@ ablation_init() {
     [[ "$MOT17_COPY" =~ ^(DPM|FRCNN|SDP|all)$ ]] || die "MOT17_COPY must be DPM, FRCNN, SDP or all, got '$MOT17_COPY'"
     # --dataset flags only off the default, so that DanceTrack runs keep their run folders (keys)
     DATASET_FLAGS=()
-    EVAL_FLAGS=()
+    EVAL_FLAGS=(--benchmark "$DATASET")
     if [[ "$DATASET" != dancetrack ]]; then
         DATASET_FLAGS=(--dataset "$DATASET")
-        EVAL_FLAGS=(--benchmark "$DATASET")
         if [[ "$DATASET" == mot17 ]]; then DATASET_FLAGS+=(--mot17_copy "$MOT17_COPY"); fi
     fi
     read -r -a EXTRA <<<"${EXTRA_ARGS:-}"
