@@ -206,3 +206,28 @@ def test_val_half_scores_the_second_half_renumbered_from_one(tmp_path):
     # a result numbered as the full video has frames beyond the half: named
     with pytest.raises(EvaluationInputError, match="beyond the sequence length"):
         evaluate(gt, trk, benchmark="mot17", half="val_half")
+
+
+def test_half_splits_track_and_train_on_their_frames(tmp_path):
+    from datasets.dance import DetMOTDetection
+    from datasets.layouts import resolve_split
+    from datasets.sequences import SequenceError
+    from datasets.synthetic import make_dataset
+    from main import get_args_parser
+    make_dataset(tmp_path, splits={"train": 1}, seed=1, num_frames=9, width=96, height=64, num_dancers=3,
+                 layout="mot17")
+    val = resolve_split(str(tmp_path), "mot17", "val_half").read("MOT17-01-FRCNN")
+    # ByteTrack: 9 frames -> train 1..5, val 6..9, numbered 1..4
+    assert [n for n, _ in val.frames] == [1, 2, 3, 4]
+    assert [p.rsplit("/", 1)[1] for _, p in val.frames] == [f"{i:06d}.jpg" for i in range(6, 10)]
+    assert val.frames[0][1].startswith("MOT17/train/") and val.info["seqlength"] == "4"
+    motip = resolve_split(str(tmp_path), "mot17", "val_half", half_convention="motip").read("MOT17-01-FRCNN")
+    assert motip.frames[0][1].endswith("000005.jpg") and len(motip.frames) == 5
+    with pytest.raises(SequenceError, match="no half splits"):
+        resolve_split(str(tmp_path), "dancetrack", "val_half")
+    small = ["--mot_path", str(tmp_path), "--dataset_file", "mot17", "--sampler_lengths", "2"]
+    full = DetMOTDetection(get_args_parser().parse_args(small))
+    half = DetMOTDetection(get_args_parser().parse_args(small + ["--train_split", "train_half"]))
+    (vid,) = half.labels_full
+    assert sorted(half.labels_full[vid]) == [1, 2, 3, 4, 5] and len(full.labels_full[vid]) == 9
+    assert len(half) < len(full)
