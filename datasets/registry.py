@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+import numpy as np
+
 # MOTChallenge gt classes (column 8), as TrackEval's mot_challenge_2d_box.py numbers them.
 MOT_CLASSES = {"pedestrian": 1, "person_on_vehicle": 2, "car": 3, "bicycle": 4, "motorbike": 5,
                "non_mot_vehicle": 6, "static_person": 7, "distractor": 8, "occluder": 9,
@@ -49,6 +51,29 @@ def half_frames(num_frames: int, half: str, convention: str = "bytetrack") -> Tu
         raise DatasetError(f"--half_split {convention!r}: expected one of {', '.join(HALF_CONVENTIONS)}")
     last_train = num_frames // 2 + 1 if convention == "bytetrack" else num_frames // 2
     return (1, last_train) if half == "train_half" else (last_train + 1, num_frames)
+
+
+# Public detections' scores into [0, 1], the range of the YOLOX scores the model's score input was
+# trained on (tools/make_detdb.py --from_det_txt). MOT17's DPM det.txt holds raw DPM SVM margins
+# (about -0.5 .. 2.5, 0 the detector's own threshold): the logistic 1 / (1 + exp(-margin)), so the
+# margin 0 maps to 0.5 and the order is kept. FRCNN's and SDP's (and MOT20's) are probabilities
+# already: clipped to [0, 1] (a no-op on the released files).
+PUBLIC_SCORE_RULES = ("sigmoid", "clip")
+
+
+def public_score_rule(entry: "DatasetEntry", sequence: str) -> str:
+    """The PUBLIC_SCORE_RULES name for `sequence`'s det.txt ('MOT17-02-DPM' -> 'sigmoid')."""
+    return dict(entry.public_scores).get(copy_of(entry, sequence) or "", "clip")
+
+
+def map_public_scores(scores, rule: str):
+    """`scores` (numpy array) mapped into [0, 1] by `rule`."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if rule == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-scores))
+    if rule == "clip":
+        return np.clip(scores, 0.0, 1.0)
+    raise DatasetError(f"unknown public score rule {rule!r} (expected {', '.join(PUBLIC_SCORE_RULES)})")
 
 
 class DatasetError(ValueError):
@@ -101,6 +126,8 @@ class DatasetEntry:
                    (tools/convert_bft.py moves it into MOTChallenge layout)
     frame_rate:    frame rate written to generated seqinfo.ini files (the released ones state their own)
     half_splits:   `train_half` / `val_half` of the train split are offered (HALF_SPLITS)
+    public_scores: how each copy's det.txt scores are mapped into [0, 1] for the model's score input
+                   (PUBLIC_SCORE_RULES; copies not named, and datasets without copies: 'clip')
     """
     name: str
     folder: Optional[str]
@@ -116,6 +143,7 @@ class DatasetEntry:
     released_loose: bool = False
     frame_rate: int = 25
     half_splits: bool = False
+    public_scores: Tuple[Tuple[str, str], ...] = ()
     description: str = field(default="", compare=False)
 
 
@@ -143,6 +171,7 @@ ENTRIES: Tuple[DatasetEntry, ...] = (
     DatasetEntry("mot17", "MOT17", ("train", "test"), _MOT17,
                  sequence_name="MOT17-{index:02d}", copies=("DPM", "FRCNN", "SDP"), default_copy="FRCNN",
                  public_detections=True, train_classes=(1,), half_splits=True,
+                 public_scores=(("DPM", "sigmoid"), ("FRCNN", "clip"), ("SDP", "clip")),
                  description="MOT17 (three copies per video)"),
     DatasetEntry("mot20", "MOT20", ("train", "test"), _MOT20,
                  sequence_name="MOT20-{index:02d}", public_detections=True, train_classes=(1,), half_splits=True,

@@ -113,6 +113,8 @@ def frame_step(network: "MOTR", features: "EncodedFeatures", proposals: Optional
     # Which proposal of this frame each query is (-1: a learned query or a carried track).
     queries.det_index = torch.cat([torch.full((network.num_queries,), -1, dtype=torch.long, device=device),
                                    torch.arange(n_fresh - network.num_queries, device=device)])
+    # A track is born from a fresh query: it keeps that frame's proposal index (-1: a learned query).
+    queries.birth_det_index = queries.det_index.clone()
     if memory is not None:
         memory.init_fields(queries, queries.query_pos.shape[-1])
     if tracks is not None:
@@ -151,9 +153,13 @@ class FrameTracks:
         return len(self.ids)
 
 
-def select_output(tracks: Instances, score_threshold: float, area_threshold: float = 100) -> FrameTracks:
-    """The output filter: tracks with an id, score > `score_threshold`, box area > `area_threshold` px."""
+def select_output(tracks: Instances, score_threshold: float, area_threshold: float = 100,
+                  public_protocol: bool = False) -> FrameTracks:
+    """The output filter: tracks with an id, score > `score_threshold`, box area > `area_threshold` px;
+    with `public_protocol` only tracks born from a proposal (a public detection of their first frame)."""
     keep = (tracks.scores > score_threshold) & (tracks.obj_idxes >= 0)
+    if public_protocol:
+        keep &= tracks.birth_det_index >= 0
     boxes = tracks.boxes[keep]
     wh = boxes[:, 2:4] - boxes[:, 0:2]
     big = wh[:, 0] * wh[:, 1] > area_threshold
@@ -186,6 +192,7 @@ class TrackerConfig:
     memory_store_score: float = 0.8
     memory_delay_iou: float = 0.1
     memory_temporal_gap_reg: float = 0.0
+    public_protocol: bool = False         # report only tracks born from a proposal (public detections)
 
     @classmethod
     def field_names(cls) -> Tuple[str, ...]:
@@ -265,7 +272,8 @@ class Tracker:
         """Advance this tracker by one frame on `features` (the network's encoding of the frame)."""
         self.tracks = frame_step(self.network, features, proposals, self.tracks, ori_size=ori_size, ids=self.ids,
                                  memory=self.memory, update_threshold=self.config.update_score_threshold)
-        return select_output(self.tracks, self.config.score_threshold, self.config.area_threshold)
+        return select_output(self.tracks, self.config.score_threshold, self.config.area_threshold,
+                             self.config.public_protocol)
 
     def track(self, image: torch.Tensor, proposals: Optional[torch.Tensor], ori_size: Tuple[int, int]) -> FrameTracks:
         """One frame from the model input: `image` normalised `[1, 3, h, w]`, `proposals` `[n, 5]`

@@ -231,3 +231,57 @@ def test_half_splits_track_and_train_on_their_frames(tmp_path):
     (vid,) = half.labels_full
     assert sorted(half.labels_full[vid]) == [1, 2, 3, 4, 5] and len(full.labels_full[vid]) == 9
     assert len(half) < len(full)
+
+
+def test_public_protocol_reports_only_tracks_born_from_a_proposal():
+    import torch
+    from models.tracker import Tracker, TrackerConfig
+    from tests.helpers import build_parity_model
+    torch.manual_seed(0)
+    network, _ = build_parity_model()
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, size=(64, 96, 3), dtype=np.uint8)
+    dets = [np.array([[10, 10, 40, 60, 0.9], [50, 5, 80, 50, 0.8]]), np.zeros((0, 5)), np.zeros((0, 5))]
+    runs = {}
+    for public in (False, True):
+        tracker = Tracker(network, TrackerConfig(score_threshold=0.05, update_score_threshold=0.05,
+                                                 area_threshold=0, public_protocol=public), device="cpu",
+                          input_size=(64, 96))
+        frames = []
+        for d in dets:
+            rows = tracker.update(d, img)
+            births = dict(zip(tracker.tracks.obj_idxes.tolist(), tracker.tracks.birth_det_index.tolist()))
+            frames.append((rows, births))
+        runs[public] = frames
+    for (plain, births), (public, _) in zip(runs[False], runs[True]):
+        born_from_proposal = [r for r in plain if births[int(r[4])] >= 0]
+        np.testing.assert_allclose(public, np.array(born_from_proposal).reshape(-1, 8))
+    assert any(len(p) for p, _ in runs[False])  # the plain run reports something to filter
+    # a frame with no proposals starts no reportable track
+    tracker = Tracker(network, TrackerConfig(score_threshold=0.05, update_score_threshold=0.05, area_threshold=0,
+                                             public_protocol=True), device="cpu", input_size=(64, 96))
+    assert len(tracker.update(np.zeros((0, 5)), img)) == 0
+
+
+def test_public_scores_are_mapped_into_unit_range_per_copy(tmp_path):
+    from tools import make_detdb
+    det_lines = "1,-1,10,10,20,40,2.3\n1,-1,40,10,20,40,-0.42\n2,-1,10,10,20,40,0\n"
+    root = tmp_path / "MOT17" / "train"
+    for copy in ("DPM", "FRCNN"):
+        seq = root / f"MOT17-02-{copy}"
+        (seq / "img1").mkdir(parents=True)
+        (seq / "det").mkdir()
+        for f in (1, 2):
+            import cv2
+            cv2.imwrite(str(seq / "img1" / f"{f:06d}.jpg"), np.zeros((64, 96, 3), np.uint8))
+        (seq / "seqinfo.ini").write_text(f"[Sequence]\nname={seq.name}\nimDir=img1\nseqLength=2\n"
+                                         "imWidth=96\nimHeight=64\nimExt=.jpg\n")
+        (seq / "det" / "det.txt").write_text(det_lines if copy == "DPM" else det_lines.replace("2.3", "0.97")
+                                             .replace("-0.42", "0.31"))
+    db = make_detdb.main(["--from_det_txt", "--dataset", "mot17", "--mot17_copy", "all", "--mot_path", str(tmp_path),
+                          "--split", "train", "--output", str(tmp_path / "db.json")])
+    dpm = [float(line.split(",")[4]) for line in db["MOT17/train/MOT17-02-DPM/img1/000001.txt"]]
+    assert dpm == pytest.approx([1 / (1 + np.exp(-2.3)), 1 / (1 + np.exp(0.42))], abs=1e-9)
+    assert float(db["MOT17/train/MOT17-02-DPM/img1/000002.txt"][0].split(",")[4]) == pytest.approx(0.5)
+    frcnn = [float(line.split(",")[4]) for line in db["MOT17/train/MOT17-02-FRCNN/img1/000001.txt"]]
+    assert frcnn == [0.97, 0.31]  # probabilities already: unchanged

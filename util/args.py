@@ -169,6 +169,9 @@ def add_tracking_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
       help="suppress the lower-scoring of two reported boxes overlapping by more than this IoU "
            "(counted as a miss); default: off, as upstream MOTRv2")
     a("--area_threshold", default=100, type=float, help="boxes of at most this many pixels are not written")
+    a("--public_protocol", action="store_true",
+      help="report only tracks born from a proposal of their first frame (det_ind >= 0 at birth): with a "
+           "det_db of public detections (make_detdb.py --from_det_txt), MOTChallenge's public-detection protocol")
     g = parser.add_argument_group("tracking run")
     a = g.add_argument
     a("--split", default="val", choices=("train", "val", "test", "train_half", "val_half"),
