@@ -8,29 +8,27 @@ Ground truth follows the DanceTrack / MOTChallenge layout::
 and tracker results are ``TRACKER_DIR/<seq>.txt`` in MOTChallenge format
 ``frame,id,x,y,w,h,conf,-1,-1,-1``.
 
-The scoring settings are the benchmark's entry in datasets/registry.py (``--benchmark NAME``,
-default ``custom``: MOTChallenge's rules, which on DanceTrack's gt give DanceTrack's figures; never
-guessed from a folder name): TrackEval's BENCHMARK
-(which picks the distractor classes), the classes to evaluate and whether its preprocessing runs.
-With preprocessing TrackEval keeps a gt row only if its 7th column (the "consider" flag) is non-zero
-and its 8th column (class) is 1 (pedestrian); tracker boxes matched to a distractor class are
-dropped (MOT17: person on vehicle, static person, distractor, reflection; MOT20 also non-motorized
-vehicle). Matching threshold is IoU 0.5 (CLEAR / Identity); HOTA averages over IoU thresholds
-0.05..0.95.
+The scoring settings are the benchmark's entry in datasets/registry.py (``--benchmark NAME`` or
+``--dataset NAME``, required; never guessed from a folder name): what its owners pass to TrackEval's
+run_mot_challenge.py (BENCHMARK, which picks the distractor classes; the classes to evaluate;
+DO_PREPROC; the released seqmap). No gt row is edited. With preprocessing TrackEval keeps a gt row
+only if its class (8th column) is 1 (pedestrian) and drops tracker boxes matched to a distractor
+class (MOT17: person on vehicle, static person, distractor, reflection; MOT20 also non-motorized
+vehicle); zero-marked rows (7th column 0) are dropped either way. Matching threshold is IoU 0.5
+(CLEAR / Identity); HOTA averages over IoU thresholds 0.05..0.95.
+
+Seqmaps: the sequences scored are those of ``--seqmap``, else of the entry's released seqmap beside
+the split folder (DanceTrack/val_seqmap.txt), else of one written from the gt folder (for a gt folder
+with MOT17's copies, the copies the tracker folder has files for); TrackEval reads it. A listed
+sequence without gt or a result is an error naming it (``--allow_missing``: the rest is scored).
 
 We call TrackEval's dataset and metric classes directly rather than its ``Evaluator``: the
 ``Evaluator`` prints progress and writes summaries/plots next to the tracker files, which we do
 not want. The inputs are validated first so that mistakes are reported as
 ``EvaluationInputError`` naming the file and line, instead of TrackEval's generic messages.
 
-Benchmarks (``--benchmark``, the registry's names):
-
-* ``mot17``, ``mot20``, ``custom`` (your own folder): MOTChallenge's rules as above. For a dataset
-  with copies of each video (MOT17's three) in the gt folder and no seqmap, the copies the tracker
-  folder has files for are scored (``-FRCNN`` results: the FRCNN copies).
-* ``dancetrack``, ``sportsmot``, ``bft``: every gt box is a target (the class and consider
-  columns are not read), which is what these benchmarks' own TrackEval runs amount to on their
-  ground truth (every row ``1,1,1``; BFT after tools/convert_bft.py).
+``--split train_half|val_half`` scores one half of each train video (MOT17 / MOT20), frames
+renumbered from 1; SportsMOT's per-sport rows come from ``splits_txt/<sport>.txt``.
 
 Every row carries HOTA, DetA, AssA, MOTA, IDF1 (percent) and the counts IDSW, FP, FN, MT, PT,
 ML and Frag (TrackEval's CLEAR: CLR_FP, CLR_FN, MT, PT, ML, Frag).
@@ -38,9 +36,9 @@ ML and Frag (TrackEval's CLEAR: CLR_FP, CLR_FN, MT, PT, ML, Frag).
 Usage::
 
     python tools/evaluate.py --gt_folder data/DanceTrack/val --tracker_folder out/tracker \
-        [--seqmap val_seqmap.txt] [--json out/tracker/eval.json] [--benchmark mot17]
+        --benchmark dancetrack [--seqmap val_seqmap.txt] [--json out/tracker/eval.json]
 
-or from Python: ``evaluate(gt_folder, tracker_folder, seqmap=None, benchmark="custom") -> dict``.
+or from Python: ``evaluate(gt_folder, tracker_folder, seqmap=None, benchmark="dancetrack") -> dict``.
 """
 
 from __future__ import annotations
