@@ -31,6 +31,8 @@ from torch import nn
 from tqdm import tqdm
 
 from models.structures import Instances
+from util.device import dist_rank_world
+from util.fileio import atomic_path
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -42,16 +44,8 @@ def is_dist() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
-def get_rank() -> int:
-    return dist.get_rank() if is_dist() else 0
-
-
-def get_world_size() -> int:
-    return dist.get_world_size() if is_dist() else 1
-
-
 def is_main_process() -> bool:
-    return get_rank() == 0
+    return dist_rank_world()[0] == 0
 
 
 def init_distributed(args) -> Optional[int]:
@@ -77,7 +71,7 @@ def _reduce_mean(values: Dict[str, float], device: torch.device) -> Dict[str, fl
     keys = sorted(values)
     t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(t)
-    t /= get_world_size()
+    t /= dist_rank_world()[1]
     return dict(zip(keys, t.tolist()))
 
 
@@ -194,16 +188,10 @@ def build_scheduler(optimizer: torch.optim.Optimizer, args):
     return torch.optim.lr_scheduler.StepLR(optimizer, step_size=args.lr_drop)
 
 
-def save_atomic(obj, path: Path) -> None:
-    """torch.save to a temp file in the same folder, then rename over `path`."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+def save_checkpoint(path: Path, obj) -> None:
+    """torch.save through the atomic writer: an interrupted save never leaves a truncated file."""
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def load_pretrained(model: nn.Module, path: str) -> List[str]:
@@ -259,7 +247,8 @@ def train(args) -> Dict[str, float]:
     """Train MOTRv2 with `args` (main.py's flags). Returns the last epoch's stats."""
     from datasets import registry
     from datasets.dance import build_dataset, collate_fn
-    from models.motr import build, resolve_device
+    from models.motr import build
+    from util.device import resolve_device
 
     if getattr(args, "num_threads", 0):
         torch.set_num_threads(args.num_threads)
@@ -270,7 +259,7 @@ def train(args) -> Dict[str, float]:
     device = resolve_device(args.device)
     if local_rank is not None and device.type == "cuda":
         device = torch.device("cuda", local_rank)
-    rank, world = get_rank(), get_world_size()
+    rank, world = dist_rank_world()
     seed_everything(args.seed + rank)
 
     args.num_classes = registry.num_classes(args.dataset_file, getattr(args, "dataset", None))
@@ -328,9 +317,9 @@ def train(args) -> Dict[str, float]:
         if output_dir is not None and is_main_process():
             checkpoint = {"model": model_without_ddp.state_dict(), "optimizer": optimizer.state_dict(),
                           "lr_scheduler": scheduler.state_dict(), "epoch": epoch, "args": _args_dict(args)}
-            save_atomic(checkpoint, output_dir / "checkpoint.pth")
+            save_checkpoint(output_dir / "checkpoint.pth", checkpoint)
             if args.save_period and (epoch + 1) % args.save_period == 0:
-                save_atomic(checkpoint, output_dir / f"checkpoint{epoch:04d}.pth")
+                save_checkpoint(output_dir / f"checkpoint{epoch:04d}.pth", checkpoint)
             record = {"epoch": epoch, **{f"train_{k}": v for k, v in stats.items()},
                       "epoch_seconds": round(time.time() - epoch_start, 1), "n_parameters": n_parameters,
                       "clip_length": dataset.num_frames_per_batch}
@@ -372,5 +361,5 @@ def export_model_weights(checkpoint_paths, out_path: str, half: bool = True) -> 
         state[key] = value
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    save_atomic({"model": state}, out_path)
+    save_checkpoint(out_path, {"model": state})
     return out_path.stat().st_size

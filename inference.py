@@ -19,6 +19,7 @@ from tqdm import tqdm
 from datasets.det_db import DetDBError, det_db_key, load_det_db
 from datasets.layouts import split_from_args
 from datasets.sequences import SequenceError, SequenceFrames, TrackingSequence, collate_single
+from models.config import add_memory_args, add_tracker_args, tracker_flags
 from models.tracker import Tracker, TrackerConfig, build_network, mot_lines, track_frame
 from util.device import dist_rank_world, rank_device, resolve_device
 from util.fileio import stale_temp_files, write_atomic
@@ -56,10 +57,11 @@ def _line_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def read_variants(path: str, base: argparse.Namespace, parser: argparse.ArgumentParser) -> List[Variant]:
     """Variants of a file of `NAME FLAG...` lines (blank lines and `#` comments ignored), each the
-    base command plus its flags. Only tracker and memory flags (TrackerConfig's) are allowed."""
+    base command plus its flags. Only tracker and memory flags (TrackerConfig's fields) are allowed;
+    `parser` (the command's own) tells those from the command's other flags."""
     if not os.path.isfile(path):
         raise VariantError(f"--variants {path}: file not found")
-    allowed = set(TrackerConfig.field_names())
+    allowed = {f.dest: f.flag for f in tracker_flags()}
     line_parser = _line_parser(parser)
     variants: List[Variant] = []
     with open(path, encoding="utf-8") as f:
@@ -79,16 +81,15 @@ def read_variants(path: str, base: argparse.Namespace, parser: argparse.Argument
             given = vars(line_parser.parse_args(flags))
         except VariantError as exc:
             raise VariantError(f"{path}:{lineno}: {exc}") from None
-        refused = sorted(set(given) - allowed)
+        refused = sorted(set(given) - set(allowed))
         if refused:
             option = next(o for a in parser._actions if a.dest == refused[0] for o in a.option_strings)
             raise VariantError(f"{path}:{lineno}: {option} is not a tracker or memory flag; a variant may set only "
                                f"those (it would change the network, the input or the run): "
-                               f"{', '.join('--' + n for n in sorted(allowed))}")
+                               f"{', '.join(allowed.values())}")
         merged = argparse.Namespace(**{**vars(base), **given})
         try:
             config = TrackerConfig.from_args(merged)
-            Tracker.check_config(config)
         except ValueError as exc:
             raise VariantError(f"{path}:{lineno}: {exc}") from exc
         variants.append(Variant(name, config, os.path.join(base.output_dir, name), lineno))
@@ -97,11 +98,18 @@ def read_variants(path: str, base: argparse.Namespace, parser: argparse.Argument
     return variants
 
 
+def variant_parser() -> argparse.ArgumentParser:
+    """A parser of the tracker and memory flags alone (generated from `TrackerConfig`)."""
+    parser = argparse.ArgumentParser("variant", add_help=False)
+    add_tracker_args(parser)
+    return add_memory_args(parser)
+
+
 def run_variants(args: argparse.Namespace, parser: Optional[argparse.ArgumentParser] = None) -> List[Variant]:
-    """The variants of a run: those of `--variants`, or the command line itself as `--exp_name`."""
+    """The variants of a run: those of `--variants`, or the command line itself as `--exp_name`.
+    `parser`: the command's parser (default: the tracker and memory flags only)."""
     if args.variants:
-        from util.args import get_tracking_parser
-        return read_variants(args.variants, args, parser or get_tracking_parser())
+        return read_variants(args.variants, args, parser or variant_parser())
     return [Variant(args.exp_name, TrackerConfig.from_args(args), os.path.join(args.output_dir, args.exp_name))]
 
 
@@ -177,8 +185,6 @@ def track_sequence(trackers: Sequence[Tracker], frames: SequenceFrames, num_work
 def run(args, variants: Optional[List[Variant]] = None, progress: bool = True) -> Dict[str, List[str]]:
     """Track every unfinished (sequence, variant) of the split; returns each variant's result files
     of this rank. Variants whose file of a sequence exists skip it (unless --overwrite)."""
-    from util.args import warn_inert_flags
-    warn_inert_flags(args)
     variants = variants if variants is not None else run_variants(args)
     rank, world = dist_rank_world()
     device = rank_device(resolve_device(args.device), rank, world)

@@ -19,9 +19,7 @@ from datasets.det_db import DetDBError
 from datasets.sequences import SequenceError
 from inference import VariantError, run, run_variants
 from models.checkpoint import CheckpointError
-from util.args import get_tracking_parser
-
-get_submit_parser = get_tracking_parser  # upstream scripts and ours import it under this name
+from main import get_tracking_parser, warn_inert_flags
 
 # The demo takes only these flags; any other is refused rather than silently ignored.
 DEMO_FLAGS = ("demo", "device")
@@ -53,7 +51,7 @@ def _demo_flags_misused(parser, args) -> List[str]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = get_submit_parser()
+    parser = get_tracking_parser()
     args = parser.parse_args(argv)
     if args.demo:
         unused = _demo_flags_misused(parser, args)
@@ -62,6 +60,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 2
         from tools.demo import run_demo
         return run_demo(args)
+    warn_inert_flags(args)
     try:
         run(args, run_variants(args, parser))
     except (CheckpointError, DetDBError, SequenceError, VariantError) as exc:

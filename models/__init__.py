@@ -2,5 +2,6 @@
 
 
 def build_model(args):
-    from .motr import build
+    """Upstream's builder: the network with upstream's inference API (`models.compat.UpstreamMOTR`)."""
+    from .compat import build_model as build
     return build(args)

@@ -66,35 +66,27 @@ class DeformableTransformer(nn.Module):
         valid_ratios = torch.stack([self.valid_ratio(m) for m in masks], 1)
         # A single unpadded image (tracking) has nothing to mask: skip masking the values in every layer.
         padding_mask = mask_flatten if bool(mask_flatten.any()) else None
-        memory = self.encoder(src_flatten, spatial_shapes, level_start_index, valid_ratios, pos_flatten,
-                              padding_mask)
-        return EncodedFeatures(memory, spatial_shapes, level_start_index, valid_ratios, padding_mask)
+        encoded = self.encoder(src_flatten, spatial_shapes, level_start_index, valid_ratios, pos_flatten,
+                               padding_mask)
+        return EncodedFeatures(encoded, spatial_shapes, level_start_index, valid_ratios, padding_mask)
 
     def decode(self, encoded: "EncodedFeatures", tgt: torch.Tensor, ref_pts: torch.Tensor,
                attn_mask: Optional[torch.Tensor] = None):
         """The decoder for content queries `tgt` [Q, C] at reference boxes `ref_pts` [Q, 4].
         Returns (hs [layers, B, Q, C], boxes [layers, B, Q, 4] (sigmoid space, with gradient))."""
-        bs = encoded.memory.shape[0]
+        bs = encoded.tokens.shape[0]
         tgt = tgt.unsqueeze(0).expand(bs, -1, -1)
         reference_points = ref_pts.unsqueeze(0).expand(bs, -1, -1)
-        return self.decoder(tgt, reference_points, encoded.memory, encoded.spatial_shapes,
+        return self.decoder(tgt, reference_points, encoded.tokens, encoded.spatial_shapes,
                             encoded.level_start_index, encoded.valid_ratios, encoded.padding_mask, attn_mask)
-
-    def forward(self, srcs: List[torch.Tensor], masks: List[torch.Tensor], pos_embeds: List[torch.Tensor],
-                tgt: torch.Tensor, ref_pts: torch.Tensor, attn_mask: Optional[torch.Tensor] = None):
-        """Returns (hs [layers, B, Q, C], boxes [layers, B, Q, 4] (sigmoid space, with gradient),
-        init_reference [B, Q, 4])."""
-        encoded = self.encode(srcs, masks, pos_embeds)
-        hs, boxes = self.decode(encoded, tgt, ref_pts, attn_mask)
-        return hs, boxes, ref_pts.unsqueeze(0).expand(hs.shape[1], -1, -1)
 
 
 @dataclass
 class EncodedFeatures:
     """The encoder's output for one image batch, with the level layout the decoder needs."""
-    memory: torch.Tensor                      # [B, sum of H_l * W_l, C]
+    tokens: torch.Tensor                      # [B, sum of H_l * W_l, C], the encoded feature tokens
     spatial_shapes: List[Tuple[int, int]]     # (H_l, W_l) per level
-    level_start_index: List[int]              # first row of each level in `memory`
+    level_start_index: List[int]              # first row of each level in `tokens`
     valid_ratios: torch.Tensor                # [B, levels, 2]
     padding_mask: Optional[torch.Tensor]      # [B, S] (True = padding), None when nothing is padded
 

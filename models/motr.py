@@ -2,13 +2,13 @@
 
 Per frame, the decoder takes three kinds of queries as one `Instances`: the learned detect
 queries, one query per YOLOX proposal (box as reference point, score as content), and the
-queries of the tracks alive from the previous frame.  Everything per frame and per sequence
-around the network (ids, track NMS, the memory, QIM's call, scores and pixel boxes) is the
-tracker's: `models/tracker.py`.  Training runs its own clip loop here (`forward`), with the matcher.
+queries of the tracks alive from the previous frame.  The network holds no tracker policy:
+everything per frame and per sequence around it (ids, track NMS, the memory, QIM's call, scores
+and pixel boxes) is the frame step's (`models/track_step.py`, used by `models/tracker.py`).
+Training runs its own clip loop here (`forward`), with the matcher.
 
-Upstream's API is kept: `model.inference_single_image(img, ori_img_size, tracks, proposals)` is
-one tracker step with `model.track_base` (ids) and `model.track_embed.score_thr` (update threshold)
-as its policy, and `model.memory` (built from the flags) as its memory.
+Upstream's inference API (`inference_single_image`, `track_base`, `memory`, `clear`) is
+`models.compat.UpstreamMOTR`, what `models.build_model` returns.
 """
 import math
 from typing import Dict, Optional
@@ -18,14 +18,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from util.device import resolve_device  # noqa: F401  (models.motr.resolve_device, as before)
 
 from .backbone import build_backbone
 from .deformable_transformer import EncodedFeatures, build_deformable_transformer
 from .position_encoding import pos2posemb
 from .qim import build_query_interaction_layer
 from .structures import Instances, NestedTensor, nested_tensor_from_tensor_list
-from .tracker import RuntimeTrackerBase, frame_step  # models.motr.RuntimeTrackerBase, as upstream
+from .track_step import RuntimeTrackerBase  # noqa: F401  (upstream's import path models.motr.RuntimeTrackerBase)
 
 
 class MLP(nn.Module):
@@ -45,7 +44,7 @@ class MLP(nn.Module):
 class MOTR(nn.Module):
     def __init__(self, backbone, transformer, num_classes: int, num_queries: int, num_feature_levels: int,
                  criterion, track_embed, aux_loss: bool = True, with_box_refine: bool = True,
-                 use_checkpoint: bool = False, query_denoise: float = 0.0, memory: Optional[nn.Module] = None):
+                 use_checkpoint: bool = False, query_denoise: float = 0.0):
         super().__init__()
         if not with_box_refine:
             raise NotImplementedError("MOTRv2 uses --with_box_refine; the shared-head variant is not implemented")
@@ -69,10 +68,8 @@ class MOTR(nn.Module):
         self.backbone = backbone
         self.aux_loss = aux_loss
         self.transformer.decoder.bbox_embed = self.bbox_embed
-        self.track_base = RuntimeTrackerBase()
         # Not a registered submodule: it holds no weights and must not appear in the state dict.
         self.__dict__["criterion"] = criterion
-        self.memory = memory
         self._reset_parameters()
 
     @staticmethod
@@ -126,10 +123,6 @@ class MOTR(nn.Module):
         tracks.pred_boxes = torch.zeros((n, 4), dtype=torch.float, device=device)
         tracks.pred_logits = torch.zeros((n, self.num_classes), dtype=torch.float, device=device)
         return tracks
-
-    def clear(self):
-        """Start a new sequence on upstream's API: ids from 0 again."""
-        self.track_base.clear()
 
     def optimize_for_inference(self, compile_backbone: bool = False) -> "MOTR":
         """Inference-only speed-ups that keep the outputs (to float rounding): frozen batch norms folded
@@ -194,20 +187,6 @@ class MOTR(nn.Module):
             attn_mask[:n_dt, n_dt:] = True
         return self.decode(features, tgt, ref_pts, attn_mask)
 
-    # -- upstream's inference API: one tracker step with the model's policy ---------------------------
-    @torch.no_grad()
-    def inference_single_image(self, img, ori_img_size, track_instances: Optional[Instances] = None,
-                               proposals: Optional[torch.Tensor] = None) -> Dict:
-        """Track one frame. `img`: normalised `[1, 3, H, W]` (or a NestedTensor); `ori_img_size`: (h, w)
-        of the original image, for pixel boxes; `proposals`: `[n, 5]` normalised cx, cy, w, h, score.
-        Ids come from `self.track_base`, QIM's and the memory's update threshold is
-        `self.track_embed.score_thr` (read now), the memory is `self.memory`.
-        Returns {'track_instances': the live tracks with `boxes` (pixels, xyxy), `scores`, `obj_idxes`}."""
-        tracks = frame_step(self, self.encode(img), proposals, track_instances, ori_size=ori_img_size,
-                            ids=self.track_base, memory=self.memory,
-                            update_threshold=self.track_embed.score_thr)
-        return {"track_instances": tracks}
-
     # -- training: a clip at a time ------------------------------------------------------------------
     def _training_step(self, frame_res: Dict, tracks: Instances, is_last: bool) -> Dict:
         """Split off the denoising outputs, match to the ground truth, QIM (the criterion gives ids)."""
@@ -266,8 +245,9 @@ class MOTR(nn.Module):
         return outputs
 
 
-def build(args):
-    """(model, criterion, postprocessors), as upstream's `build_model(args)` returns them."""
+def build(args, network_class=None):
+    """(network, criterion, postprocessors), as upstream's `build_model(args)` returns them; the
+    network is a `MOTR` (or `network_class`, a subclass)."""
     # The training runner sets num_classes from the dataset registry (--dataset_file); tracking: 1.
     num_classes = int(getattr(args, "num_classes", None) or 1)
     backbone = build_backbone(args)
@@ -277,10 +257,8 @@ def build(args):
                                                 args.dim_feedforward, d_model * 2)
     from .criterion import build_criterion
     criterion, _ = build_criterion(args, num_classes)
-    from .sparse_memory import SparseMemory
-    memory = SparseMemory.from_args(args)
-    model = MOTR(backbone, transformer, num_classes=num_classes, num_queries=args.num_queries,
+    model = (network_class or MOTR)(backbone, transformer, num_classes=num_classes, num_queries=args.num_queries,
                  num_feature_levels=args.num_feature_levels, criterion=criterion, track_embed=track_embed,
                  aux_loss=args.aux_loss, with_box_refine=args.with_box_refine,
-                 use_checkpoint=args.use_checkpoint, query_denoise=args.query_denoise, memory=memory)
+                 use_checkpoint=args.use_checkpoint, query_denoise=args.query_denoise)
     return model, criterion, {}

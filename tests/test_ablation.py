@@ -18,6 +18,7 @@ from hypothesis import given, settings, strategies as st
 
 from tests.helpers import REPO, SMALL_MODEL_ARGV
 from tools import make_tables
+from tools.ablation.tables import TFSASM as TFSASM_FLAGS, Row, split_extra
 
 PAPER = REPO / "docs" / "paper_figures.md"  # the paper's Tables I-VI as printed
 ABLATION = REPO / "tools" / "ablation"
@@ -142,7 +143,7 @@ def test_table2_then_table4_end_to_end(tiny_setup):
     assert {p.name: p.stat().st_mtime_ns for p in shared_run.iterdir()} == stamps
     ofs_log = done.stdout.split("-- table4/ofs:")[1]
     assert "tracked already" in ofs_log and "not re-scored" in ofs_log
-    assert "submit_dance.py" not in ofs_log.split("make_tables.py")[0]
+    assert "submit_dance.py" not in ofs_log.split("tools.make_tables")[0]
 
     markdown = tables_md.read_text()
     table4 = table_cells(table_section(markdown, "Table IV"))
@@ -179,7 +180,7 @@ def test_script_rows_match_paper_tables(table):
         flags = rows[(table, name)]
         expected = dict(changed) if changed.get("--memory") == "none" else {**TFSASM, **changed}
         assert flags == expected, (name, flags)
-    assert "make_tables.py --results" in stdout
+    assert "-m tools.make_tables --results" in stdout
 
 
 def test_list_env_and_memory_preset_change_the_rows():
@@ -202,7 +203,7 @@ def test_bad_inputs_stop_before_running(tmp_path):
 
 # -- configs ---------------------------------------------------------------------------------------
 def test_tfsasm_configs_are_motrv2_plus_memory_flags():
-    from submit_dance import get_submit_parser
+    from main import get_tracking_parser as get_submit_parser
     base = (REPO / "configs" / "motrv2.args").read_text().splitlines()
     official = (REPO / "configs" / "tfsasm.args").read_text().splitlines()
     paper = (REPO / "configs" / "tfsasm_paper.args").read_text().splitlines()
@@ -338,3 +339,59 @@ def test_all_tables_tracks_every_row_in_one_pass(tiny_setup, tmp_path):
         assert list(cells) == [row.label for row in table.rows], table.key
         assert all(cells[row.label][0] != make_tables.MISSING for row in table.rows), table.key
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["alpha.png", "table5.png", "table6.png"]
+
+
+# -- the rows' one home (tools/ablation/tables.py) ---------------------------------------------------
+def test_all_tables_dry_run_lists_each_distinct_setting_once():
+    done = run_script("all_tables.sh", ["ck.pth", "nodata", "db.json", "val"], {"DRY_RUN": "1"})
+    assert done.returncode == 0, done.stderr
+    rows = re.findall(r"^-- (\w+)/(\S+): (.*)$", done.stdout, re.M)
+    assert len(rows) == sum(len(t.rows) for t in make_tables.TABLES) == 26
+    pending = re.search(r"^-- one pass: (\d+) variant.*\n((?:   .*\n)+)", done.stdout, re.M)
+    settings_listed = [line.split(None, 1)[1] for line in pending.group(2).splitlines()]
+    assert int(pending.group(1)) == len(settings_listed) == len(set(settings_listed)) == 20
+    assert len({flags for _, _, flags in rows}) == 20  # the same 20 settings as the rows'
+
+
+def test_dry_run_does_not_mark_a_tracked_row_pending(tmp_path):
+    (tmp_path / "data" / "DanceTrack" / "val" / "seqA" / "img1").mkdir(parents=True)
+    (tmp_path / "ck.pth").write_bytes(b"x")
+    (tmp_path / "db.json").write_text("{}")
+    args = [str(tmp_path / "ck.pth"), str(tmp_path / "data"), str(tmp_path / "db.json"), "val"]
+    env = {"DRY_RUN": "1", "OUT": str(tmp_path / "out"), "ONLY": "motrv2 sasm"}
+    first = run_script("table2_modules.sh", args, env)
+    assert first.returncode == 0, first.stderr
+    motrv2_run = re.search(r"^-- table2/motrv2: .*\n   run folder: (\S+)", first.stdout, re.M).group(1)
+    Path(motrv2_run).mkdir(parents=True)
+    (Path(motrv2_run) / "seqA.txt").write_text("")  # what a real run of that row left
+    again = run_script("table2_modules.sh", args, env)
+    assert again.returncode == 0, again.stderr
+    assert "tracked already" in again.stdout.split("-- table2/sasm:")[0]
+    assert re.search(r"^-- one pass: 1 variant", again.stdout, re.M)
+    assert Path(motrv2_run).name not in again.stdout.split("-- one pass:")[1]
+
+
+def test_extra_args_tracker_flags_are_the_config_fields():
+    from models.config import tracker_flags
+    names = [f.dest for f in tracker_flags()]
+    assert {"score_threshold", "ofs", "memory_size", "track_nms_iou"} <= set(names)
+    words = ["--device", "cpu"]
+    for name in names:
+        words += [f"--{name}", "1"]
+    tracker, rest = split_extra(words)
+    assert rest == ["--device", "cpu"] and len(tracker) == 2 * len(names)
+    # a setting whose name does not start with "memory" is one too, once the config has it
+    assert split_extra(["--ofs_rule", "x", "--val_width", "64"], names=["ofs_rule"]) == (
+        ["--ofs_rule", "x"], ["--val_width", "64"])
+
+
+@settings(max_examples=30, deadline=None)
+@given(changes=st.dictionaries(st.sampled_from([flag for flag, _ in TFSASM_FLAGS] + ["--memory_temporal_gap_reg"]),
+                               st.sampled_from(["0", "0.3", "latest", "25"]), max_size=4),
+       preset=st.sampled_from(["official", "paper"]))
+def test_row_flags_are_tfsasm_with_the_changes(changes, preset):
+    flags = Row("r", "r", "", tuple(changes.items())).flags(preset)
+    pairs = dict(zip(flags[::2], flags[1::2]))
+    assert len(pairs) == len(flags) // 2  # each flag once
+    assert pairs == {**dict(TFSASM_FLAGS), "--memory_preset": preset, **changes}
+    assert list(pairs)[:len(TFSASM_FLAGS)] == [f for f, _ in TFSASM_FLAGS]  # TF-SASM's order, additions after

@@ -37,6 +37,12 @@ def test_demo_tracks_evaluates_and_writes_its_outputs(tmp_path):
         assert abs(printed[5] - (row["HOTA"] - results["MOTRv2"]["HOTA"])) <= 0.006
         assert printed[6] == {"MOTRv2": 0.0, "+ SASM": 0.7, "+ OFS (TF-SASM)": 1.1}[name]
     assert (out / "metrics.png").stat().st_size > 1000
+    # MOTRv2 against TF-SASM, identity by identity (tools/compare.py): the same figures as the table
+    report = json.loads((out / "compare" / "report.json").read_text())
+    for name, label in (("MOTRv2", "MOTRv2"), ("TF-SASM", "+ OFS (TF-SASM)")):
+        assert abs(report["tables"]["combined"][name]["HOTA"] - results[label]["HOTA"]) <= 0.001
+    assert (out / "compare" / "index.html").stat().st_size > 5000
+    assert all((out / "compare" / rel).is_file() for e in report["events"] for rel in e.get("images", {}).values())
     videos = list(out.glob("*_tracked.mp4"))
     assert len(videos) == 1 and videos[0].stat().st_size > 1000
     assert (tmp_path / "data" / "DanceTrack" / "val").is_dir()

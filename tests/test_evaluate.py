@@ -332,17 +332,18 @@ def test_missing_tracker_sequence_file(tmp_path, gt_split):
     # The real CLI, as a separate process: non-zero exit and a one-line message naming the sequence.
     argv = [sys.executable, str(REPO_ROOT / "tools" / "evaluate.py"), "--gt_folder", str(gt_split),
             "--tracker_folder", str(tmp_path / "trk"), "--benchmark", "custom"]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))  # this checkout's code, whatever the venv points at
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode != 0
     assert proc.stdout == "" and proc.stderr.strip().count("\n") == 0 and "other" in proc.stderr
     # --allow_missing: the rest is scored and the left-out sequence printed
-    proc = subprocess.run(argv + ["--allow_missing"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(argv + ["--allow_missing"], capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "not scored (no result file): other" in proc.stdout
     res = evaluate(gt_split, tmp_path / "trk", benchmark="custom", allow_missing=True)
     assert list(res["per_sequence"]) == ["seq"] and res["missing"] == {"results": ["other"]}
     # no --benchmark / --dataset: refused, never guessed
-    proc = subprocess.run(argv[:-2], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(argv[:-2], capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 2 and "--benchmark" in proc.stderr
 
 
@@ -382,7 +383,7 @@ def test_eval_dance_sh_writes_eval_json(tmp_path):
     split, trackers = build_tud(tmp_path)
     seqmap = tmp_path / "seqmap"
     seqmap.write_text("name\nTUD-Campus\n")
-    env = dict(os.environ, PYTHON=sys.executable)
+    env = dict(os.environ, PYTHON=sys.executable, PYTHONPATH=str(REPO_ROOT))
     proc = subprocess.run(["bash", str(REPO_ROOT / "tools" / "eval_dance.sh"), str(trackers), str(split),
                            str(seqmap)], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -63,22 +63,27 @@ def test_convert_bft_keeps_every_box_as_a_target(tmp_path):
 
 
 # -- tools/track_video.py: temporaries of killed runs, read-only output, Ctrl-C --------------------------
-def test_track_video_removes_the_temporary_video_a_killed_run_left(tmp_path):
+def test_every_atomic_writer_removes_what_a_killed_writer_left(tmp_path):
+    """A killed run's temporary file (its writer's pid gone) is removed by the next write of the same
+    target, a video's as well as a result file's; another running writer's is kept."""
     import subprocess
     import sys
 
-    from tools.track_video import _temp_video_path, remove_stale_temp_videos
-    out = tmp_path / "clip_tracked.mp4"
+    from util.fileio import atomic_path, write_atomic
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    left = Path(_temp_video_path(str(out), pid=dead.pid))
-    left.write_bytes(b"half a video")
-    running = Path(_temp_video_path(str(out), pid=os.getppid()))  # a writer that still runs: kept
-    running.write_bytes(b"being written")
-    other = tmp_path / ".tmp_other_tracked.mp4.1.mp4"
-    other.write_bytes(b"another video's")
-    assert remove_stale_temp_videos(str(out)) == [str(left)]
+    video = tmp_path / "clip_tracked.mp4"
+    left = tmp_path / f".tmp_clip_tracked.mp4.{dead.pid}.k2j4.part.mp4"
+    running = tmp_path / f".tmp_clip_tracked.mp4.{os.getppid()}.x9q1.part.mp4"
+    other = tmp_path / f".tmp_other_tracked.mp4.{dead.pid}.a1b2.part.mp4"
+    for p in (left, running, other):
+        p.write_bytes(b"half a video")
+    with atomic_path(video) as tmp:
+        Path(tmp).write_bytes(b"a video")
+    assert video.read_bytes() == b"a video"
     assert not left.exists() and running.exists() and other.exists()
+    write_atomic(tmp_path / "other_tracked.mp4", b"x")
+    assert not other.exists()
 
 
 def test_track_video_output_folder_not_writable_is_one_line_before_any_work(tmp_path, capsys, monkeypatch):

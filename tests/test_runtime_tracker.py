@@ -96,7 +96,7 @@ def test_bad_nms_iou_is_refused(bad):
 
 @pytest.mark.parametrize("bad", ["0", "1.5", "-0.2"])
 def test_bad_track_nms_iou_is_refused_at_the_command_line(bad, capsys):
-    from util.args import get_tracking_parser as get_submit_parser
+    from main import get_tracking_parser as get_submit_parser
     with pytest.raises(SystemExit):
         get_submit_parser().parse_args(["--track_nms_iou", bad])
     assert "--track_nms_iou" in capsys.readouterr().err

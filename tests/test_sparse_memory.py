@@ -7,14 +7,21 @@ import torch
 import torchvision
 from hypothesis import given, settings, strategies as st, HealthCheck
 
-from models.sparse_memory import MEMORY_FIELDS, SparseMemory, add_memory_args
+from models.compat import memory_from_args
+from models.memory import MEMORY_FIELDS, STRATEGIES, MemoryConfig, MemoryStrategy, build_memory, overlap_with_higher_boxes
+from models.sparse_memory import add_memory_args
 from models.structures import Instances, box_cxcywh_to_xyxy
 
 D = 4
+
+
+def make_memory(mode: str = "sparse", detect_score: float = 0.5, **fields) -> MemoryStrategy:
+    """The strategy of a MemoryConfig (mode sparse unless told), as the tracker builds it."""
+    return build_memory(MemoryConfig(mode=mode, **fields), detect_score)
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def new_instances(memory: SparseMemory, n: int, d: int = D) -> Instances:
+def new_instances(memory: MemoryStrategy, n: int, d: int = D) -> Instances:
     inst = Instances((100, 100),
                      query_pos=torch.zeros(n, d),
                      pred_boxes=torch.full((n, 4), 0.1),
@@ -47,7 +54,7 @@ def q(value, d=D):
 
 # ----------------------------------------------------------------------------------- paper preset
 def test_paper_still_object_stores_only_at_birth():
-    mem = SparseMemory(preset="paper", size=4)
+    mem = make_memory(preset="paper", size=4)
     inst = new_instances(mem, 1)
     assert inst.best_iou.item() == math.inf
     for t in range(1, 7):
@@ -60,7 +67,7 @@ def test_paper_still_object_stores_only_at_birth():
 
 
 def test_paper_moving_object_stores_at_birth_and_after_third_move():
-    mem = SparseMemory(preset="paper", size=4, tau=0.1)
+    mem = make_memory(preset="paper", size=4, tau=0.1)
     inst = new_instances(mem, 1)
     for t in range(1, 7):
         step(mem, inst, [[0.5 + 0.04 * (t - 1), 0.5, 0.2, 0.2]], [0.9], q(t), ids=[0])
@@ -77,7 +84,7 @@ def test_paper_moving_object_stores_at_birth_and_after_third_move():
 
 
 def test_paper_oldest_slot_evicted_after_k_stores():
-    mem = SparseMemory(preset="paper", size=3, tau=0.1)
+    mem = make_memory(preset="paper", size=3, tau=0.1)
     inst = new_instances(mem, 1)
     for t in range(1, 6):  # moves 0.15 each frame: every frame stores
         step(mem, inst, [[0.1 + 0.15 * (t - 1), 0.5, 0.1, 0.1]], [0.9], q(t), ids=[0])
@@ -97,7 +104,7 @@ def _iou_for_dy(dy):
 
 
 def test_paper_ofs_stores_lowest_overlap_feature_since_last_store():
-    mem = SparseMemory(preset="paper", size=4, tau=0.1, ofs="min_iou")
+    mem = make_memory(preset="paper", size=4, tau=0.1, ofs="min_iou")
     inst = new_instances(mem, 2)
     dys = [0.3, 0.1, 0.19, 0.15]  # A's overlap in frames 2..4: 1/3, ~0.026, ~0.143
     for t, dy in enumerate(dys, start=1):
@@ -119,7 +126,7 @@ def test_paper_ofs_stores_lowest_overlap_feature_since_last_store():
 
 
 def test_paper_latest_stores_the_storing_frames_query():
-    mem = SparseMemory(preset="paper", size=4, tau=0.1, ofs="latest")
+    mem = make_memory(preset="paper", size=4, tau=0.1, ofs="latest")
     inst = new_instances(mem, 2)
     for t, dy in enumerate([0.3, 0.1, 0.19, 0.15], start=1):
         step(mem, inst, _pair_boxes(0.3 + 0.04 * (t - 1), dy), [0.9, 0.9],
@@ -128,7 +135,7 @@ def test_paper_latest_stores_the_storing_frames_query():
 
 
 def test_paper_delay_waits_while_overlapped():
-    mem = SparseMemory(preset="paper", size=4, tau=0.1, ofs="delay", delay_iou=0.1)
+    mem = make_memory(preset="paper", size=4, tau=0.1, ofs="delay", delay_iou=0.1)
     inst = new_instances(mem, 2)
     dys = [0.3, 0.1, 0.1, 0.1, 0.1, 0.3]
     for t, dy in enumerate(dys, start=1):
@@ -142,7 +149,7 @@ def test_paper_delay_waits_while_overlapped():
     assert torch.equal(inst.mem_bank[0, -1], q(60))  # frame 6 has overlap 0, the lowest
     assert inst.accum_dist[0].item() == 0.0
     # the same sequence without delay stores at frame 4
-    mem2 = SparseMemory(preset="paper", size=4, tau=0.1, ofs="min_iou")
+    mem2 = make_memory(preset="paper", size=4, tau=0.1, ofs="min_iou")
     inst2 = new_instances(mem2, 2)
     for t, dy in enumerate(dys, start=1):
         step(mem2, inst2, _pair_boxes(0.3 + 0.04 * (t - 1), dy), [0.9, 0.9],
@@ -162,7 +169,7 @@ def _run_pair(mem, dys, inst=None):
 def test_paper_delay_stores_the_storing_frames_own_query():
     # A and B overlap, by frame: 1/3 (born), 0.026, 1/3, 1/3, 1/7, 0.053
     dys = [0.1, 0.19, 0.1, 0.1, 0.15, 0.18]
-    mem = SparseMemory(preset="paper", size=4, tau=0.1, ofs="delay", delay_iou=0.1, temporal_gap_reg=0.5)
+    mem = make_memory(preset="paper", size=4, tau=0.1, ofs="delay", delay_iou=0.1, temporal_gap_reg=0.5)
     for t, inst in _run_pair(mem, dys):
         if t == 1:  # born: stores at once although the overlap (1/3) is above delay_iou
             assert filled(inst) == [1, 1] and inst.mem_bank[:, -1, 0].tolist() == [10.0, 11.0]
@@ -184,14 +191,14 @@ def test_paper_delay_stores_the_storing_frames_own_query():
     assert inst.mem_frames_idx[1, -3:].tolist() == [1, 2, 6]
     assert inst.mem_bank[1, -3:, 0].tolist() == [11.0, 21.0, 61.0]
     # OFS (min_iou) on the same frames stores A when the gate opens, at frames 3 (the frame-2 candidate) and 5
-    for _, ofs_inst in _run_pair(SparseMemory(preset="paper", size=4, tau=0.1, ofs="min_iou"), dys):
+    for _, ofs_inst in _run_pair(make_memory(preset="paper", size=4, tau=0.1, ofs="min_iou"), dys):
         pass
     assert ofs_inst.mem_frames_idx[0, -3:].tolist() == [1, 3, 5]
     assert torch.equal(ofs_inst.mem_bank[0, -2], q(20))
 
 
 def test_paper_delay_born_track_stores_at_birth_on_top_of_another():
-    mem = SparseMemory(preset="paper", size=3, tau=0.1, ofs="delay", delay_iou=0.1)
+    mem = make_memory(preset="paper", size=3, tau=0.1, ofs="delay", delay_iou=0.1)
     inst = new_instances(mem, 2)
     step(mem, inst, [[0.3, 0.5, 0.2, 0.2], [0.8, 0.5, 0.1, 0.1]], [0.9, 0.9], torch.stack([q(1), q(2)]), ids=[0, -1])
     assert filled(inst) == [1, 0]
@@ -210,7 +217,7 @@ def test_paper_delay_overlap_only_with_detected_tracks_and_detect_score_override
               ([[0.35, 0.5, 0.2, 0.2], [0.35, 0.55, 0.2, 0.2]], [q(3), q(4)])]
     runs = {}
     for name, kwargs in (("X", {}), ("Y", {"detect_score": 0.7})):
-        mem = SparseMemory(preset="paper", size=3, tau=0.1, ofs="delay", delay_iou=0.1, detect_score=0.5)
+        mem = make_memory(preset="paper", size=3, tau=0.1, ofs="delay", delay_iou=0.1, detect_score=0.5)
         inst = new_instances(mem, 2)
         for boxes, queries in frames:
             step(mem, inst, boxes, [0.9, 0.6], torch.stack(queries), ids=[0, 1], **kwargs)
@@ -227,27 +234,27 @@ def test_paper_delay_overlap_only_with_detected_tracks_and_detect_score_override
 
 
 def test_paper_detect_score_override_min_iou():
-    mem = SparseMemory(preset="paper", size=3, detect_score=0.5)
+    mem = make_memory(preset="paper", size=3, detect_score=0.5)
     inst = new_instances(mem, 1)
     step(mem, inst, [[0.5, 0.5, 0.2, 0.2]], [0.6], q(1), ids=[0], detect_score=0.7)
     assert filled(inst) == [0] and inst.best_iou.item() == math.inf
     step(mem, inst, [[0.5, 0.5, 0.2, 0.2]], [0.6], q(2), ids=[0])  # the module's own 0.5
     assert filled(inst) == [1] and torch.equal(inst.mem_bank[0, -1], q(2))
     # the official preset has no detected test: the keyword changes nothing there
-    off = SparseMemory(preset="official", size=3)
+    off = make_memory(preset="official", size=3)
     a, b = new_instances(off, 1), new_instances(off, 1)
     first = [[0.3, 0.5, 0.2, 0.2]]
     step(off, a, [[0.5, 0.5, 0.2, 0.2]], [0.9], q(1), first_boxes=first, detect_score=0.95)
     step(off, b, [[0.5, 0.5, 0.2, 0.2]], [0.9], q(1), first_boxes=first)
-    for k in off._fields_needed():
+    for k in off.state_fields():
         assert torch.equal(a.get(k), b.get(k)), k
 
 
 def test_paper_missed_frame_changes_nothing():
-    mem = SparseMemory(preset="paper", size=4, tau=0.1, detect_score=0.5)
+    mem = make_memory(preset="paper", size=4, tau=0.1, detect_score=0.5)
     inst = new_instances(mem, 2)
     step(mem, inst, [[0.3, 0.5, 0.2, 0.2], [0.7, 0.5, 0.2, 0.2]], [0.9, 0.9], torch.stack([q(1), q(2)]), ids=[0, 1])
-    before = {k: inst.get(k).clone() for k in mem._fields_needed()}
+    before = {k: inst.get(k).clone() for k in mem.state_fields()}
     # B is missed (score below 0.5) and sits on top of A; A moves 0.05 (no store)
     step(mem, inst, [[0.35, 0.5, 0.2, 0.2], [0.35, 0.5, 0.2, 0.2]], [0.9, 0.3], torch.stack([q(3), q(4)]),
          ids=[0, 1])
@@ -267,7 +274,7 @@ def test_paper_missed_frame_changes_nothing():
 
 
 def test_paper_state_follows_indexing_and_cat():
-    mem = SparseMemory(preset="paper", size=3, tau=0.1)
+    mem = make_memory(preset="paper", size=3, tau=0.1)
 
     def boxes_a(t):
         return [0.2 + 0.06 * t, 0.2, 0.1, 0.1]
@@ -284,13 +291,13 @@ def test_paper_state_follows_indexing_and_cat():
     kept = both[torch.tensor([False, True])]
     fresh = new_instances(mem, 1)
     merged = Instances.cat([kept, fresh])
-    for k in mem._fields_needed():
+    for k in mem.state_fields():
         assert torch.equal(merged.get(k)[0], only_b.get(k)[0]), k
     for t in range(5, 9):
         step(mem, merged, [boxes_b(t), [0.2, 0.8, 0.1, 0.1]], [0.9, 0.9], torch.stack([q(-t), q(100 + t)]),
              ids=[1, 2])
         step(mem, only_b, [boxes_b(t)], [0.9], q(-t), ids=[1])
-    for k in mem._fields_needed():
+    for k in mem.state_fields():
         assert torch.equal(merged.get(k)[0], only_b.get(k)[0]), k
     assert filled(only_b) == [3]
     # fresh still object: born at frame 1 of its own life (its frame_idx), stored once
@@ -300,7 +307,7 @@ def test_paper_state_follows_indexing_and_cat():
 
 @pytest.mark.parametrize("preset", ["paper", "official"])
 def test_zero_tracks(preset):
-    mem = SparseMemory(preset=preset, size=3)
+    mem = make_memory(preset=preset, size=3)
     inst = new_instances(mem, 0)
     assert inst.mem_bank.shape == (0, 3, D) and inst.mem_padding_mask.shape == (0, 3)
     tgt = torch.randn(2, D)  # two non-instance rows (e.g. denoising queries) pass through
@@ -314,7 +321,7 @@ def test_zero_tracks(preset):
 
 # -------------------------------------------------------------------------------- official preset
 def test_official_new_instance_takes_candidate_only_without_overlap():
-    mem = SparseMemory(preset="official", size=3)
+    mem = make_memory(preset="official", size=3)
     inst = new_instances(mem, 3)
     assert inst.best_iou.tolist() == [0.0, 0.0, 0.0]
     boxes = [[0.2, 0.2, 0.2, 0.2], [0.3, 0.2, 0.2, 0.2], [0.8, 0.8, 0.1, 0.1]]  # IoU(A, B) = 1/3
@@ -326,7 +333,7 @@ def test_official_new_instance_takes_candidate_only_without_overlap():
 
 
 def test_official_store_gate_score_and_distance():
-    mem = SparseMemory(preset="official", size=3, tau=0.1, store_score=0.8)
+    mem = make_memory(preset="official", size=3, tau=0.1, store_score=0.8)
     inst = new_instances(mem, 4)
     last = torch.tensor([[0.1, 0.1, 0.05, 0.05], [0.3, 0.3, 0.05, 0.05],
                          [0.5, 0.5, 0.05, 0.05], [0.7, 0.7, 0.05, 0.05]])
@@ -352,7 +359,7 @@ def test_official_store_gate_score_and_distance():
 
 
 def test_official_overlapped_new_instance_stores_zero_feature_and_forced_gap_store():
-    mem = SparseMemory(preset="official", size=3, tau=0.1, max_frame_gap=10)
+    mem = make_memory(preset="official", size=3, tau=0.1, max_frame_gap=10)
     inst = new_instances(mem, 2)
     boxes = [[0.2, 0.2, 0.2, 0.2], [0.3, 0.2, 0.2, 0.2]]  # IoU 1/3, still, low score
     for t in range(1, 11):
@@ -375,7 +382,7 @@ def test_official_overlapped_new_instance_stores_zero_feature_and_forced_gap_sto
 
 
 def test_official_temporal_gap_regularisation():
-    mem = SparseMemory(preset="official", size=3, temporal_gap_reg=0.5, max_frame_gap=100)
+    mem = make_memory(preset="official", size=3, temporal_gap_reg=0.5, max_frame_gap=100)
     inst = new_instances(mem, 2)
     inst.best_iou = torch.tensor([0.2, 0.2])
     a = [0.2, 0.2, 0.2, 0.2]
@@ -396,7 +403,7 @@ def test_official_delay_and_latest_variants():
     first[:, 0] -= 0.2
     results = {}
     for ofs in ("min_iou", "delay", "latest"):
-        mem = SparseMemory(preset="official", size=3, ofs=ofs, delay_iou=0.1)
+        mem = make_memory(preset="official", size=3, ofs=ofs, delay_iou=0.1)
         inst = new_instances(mem, 2)
         step(mem, inst, boxes, [0.9, 0.9], torch.stack([q(1), q(2)]), first_boxes=first)
         results[ofs] = inst
@@ -416,9 +423,9 @@ def test_official_delay_occlusion_counts_only_boxes_with_a_higher_bottom():
     boxes = torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.5, 0.6, 0.2, 0.2], [0.6, 0.5, 0.2, 0.2]])
     first = boxes.clone()
     first[:, 0] -= 0.2
-    mem = SparseMemory(preset="official", size=3, tau=0.1, ofs="delay", delay_iou=0.1, temporal_gap_reg=0.5)
+    mem = make_memory(preset="official", size=3, tau=0.1, ofs="delay", delay_iou=0.1, temporal_gap_reg=0.5)
     inst = new_instances(mem, 3)
-    assert SparseMemory._overlap_with_higher_boxes(boxes).tolist() == pytest.approx([0.0, 1 / 3, 0.0], rel=1e-5)
+    assert overlap_with_higher_boxes(boxes).tolist() == pytest.approx([0.0, 1 / 3, 0.0], rel=1e-5)
     step(mem, inst, boxes, [0.9, 0.9, 0.9], torch.stack([q(1), q(2), q(3)]), first_boxes=first)
     assert filled(inst) == [1, 0, 1]
     assert inst.mem_bank[:, -1, 0].tolist() == [1.0, 0.0, 3.0]  # the frame's own query_pos
@@ -444,7 +451,7 @@ def test_official_delay_occlusion_counts_only_boxes_with_a_higher_bottom():
 def test_official_delay_delays_the_forced_gap_store():
     # A above B (IoU 1/3), nothing moves between decoder layers, scores 0.9, max_frame_gap 3
     a, b_over, b_clear = [0.5, 0.5, 0.2, 0.2], [0.5, 0.6, 0.2, 0.2], [0.5, 0.9, 0.2, 0.2]
-    mem = SparseMemory(preset="official", size=3, ofs="delay", delay_iou=0.1, max_frame_gap=3)
+    mem = make_memory(preset="official", size=3, ofs="delay", delay_iou=0.1, max_frame_gap=3)
     inst = new_instances(mem, 2)
     for t in range(1, 8):
         step(mem, inst, [a, b_over if t < 7 else b_clear], [0.9, 0.9], torch.stack([q(t), q(-t)]))
@@ -455,7 +462,7 @@ def test_official_delay_delays_the_forced_gap_store():
     assert inst.mem_frames_idx[:, -1].tolist() == [4, 7]
     assert inst.mem_bank[:, -1, 0].tolist() == [4.0, -7.0]
     # without delay the forced gap store is not held back: both store at frame 4
-    plain = SparseMemory(preset="official", size=3, ofs="min_iou", max_frame_gap=3)
+    plain = make_memory(preset="official", size=3, ofs="min_iou", max_frame_gap=3)
     inst = new_instances(plain, 2)
     for t in range(1, 5):
         step(plain, inst, [a, b_over], [0.9, 0.9], torch.stack([q(t), q(-t)]))
@@ -463,7 +470,7 @@ def test_official_delay_delays_the_forced_gap_store():
 
 
 def test_official_delay_score_gate_applies_to_gap_store_too():
-    mem = SparseMemory(preset="official", size=3, ofs="delay", max_frame_gap=2, store_score=0.8)
+    mem = make_memory(preset="official", size=3, ofs="delay", max_frame_gap=2, store_score=0.8)
     inst = new_instances(mem, 1)
     for t, score in enumerate([0.5, 0.5, 0.5, 0.5, 0.8, 0.85], start=1):  # still object, alone
         step(mem, inst, [[0.5, 0.5, 0.2, 0.2]], [score], q(t))
@@ -472,7 +479,7 @@ def test_official_delay_score_gate_applies_to_gap_store_too():
     assert filled(inst) == [1]
     assert inst.mem_frames_idx[0, -1].item() == 6 and torch.equal(inst.mem_bank[0, -1], q(6))
     # without delay the gap store ignores the score: frame 3
-    plain = SparseMemory(preset="official", size=3, max_frame_gap=2)
+    plain = make_memory(preset="official", size=3, max_frame_gap=2)
     inst = new_instances(plain, 1)
     for t in range(1, 4):
         step(plain, inst, [[0.5, 0.5, 0.2, 0.2]], [0.5], q(t))
@@ -481,7 +488,7 @@ def test_official_delay_score_gate_applies_to_gap_store_too():
 
 @pytest.mark.parametrize("preset", ["paper", "official"])
 def test_delay_zero_tracks_and_dtype(preset):
-    mem = SparseMemory(preset=preset, size=2, ofs="delay")
+    mem = make_memory(preset=preset, size=2, ofs="delay")
     inst = new_instances(mem, 0)
     mem.after_forward(inst, torch.zeros(0, 4), torch.zeros(0, 4))
     mem.update(inst, detect_score=0.3)
@@ -501,7 +508,7 @@ def test_delay_zero_tracks_and_dtype(preset):
 
 # ------------------------------------------------------------------------------------------ blend
 def test_blend_hand_worked_and_rows_without_memory_unchanged():
-    mem = SparseMemory(size=3)
+    mem = make_memory(size=3)
     inst = new_instances(mem, 2, d=2)
     bank = torch.zeros(2, 3, 2)
     bank[0, 1] = torch.tensor([2.0, 6.0])
@@ -512,7 +519,7 @@ def test_blend_hand_worked_and_rows_without_memory_unchanged():
     tgt = torch.tensor([[1.0, 0.0], [7.0, 8.0]])
     out = mem.blend_decoder_input(tgt, inst)
     assert out.tolist() == [[2.0, 2.0], [7.0, 8.0]]
-    mem_a = SparseMemory(size=3, alpha=0.75)
+    mem_a = make_memory(size=3, alpha=0.75)
     assert mem_a.blend_decoder_input(tgt, inst).tolist() == [[1.5, 1.0], [7.0, 8.0]]
     # extra rows (denoising queries) and a batch dimension pass through
     out3 = mem.blend_decoder_input(torch.cat([tgt, torch.ones(1, 2)])[None], inst)
@@ -532,7 +539,7 @@ def _memory_with_random_bank(seed, n, k, d):
 @given(seed=st.integers(0, 2 ** 31 - 1), n=st.integers(0, 5), k=st.integers(1, 4), d=st.integers(1, 6))
 def test_blend_alpha_one_is_identity(seed, n, k, d):
     inst, tgt = _memory_with_random_bank(seed, n, k, d)
-    out = SparseMemory(alpha=1.0, size=k).blend_decoder_input(tgt, inst)
+    out = make_memory(alpha=1.0, size=k).blend_decoder_input(tgt, inst)
     assert torch.equal(out, tgt)
 
 
@@ -541,7 +548,7 @@ def test_blend_alpha_one_is_identity(seed, n, k, d):
        alpha=st.floats(0.0, 1.0))
 def test_blend_is_convex_combination(seed, n, k, d, alpha):
     inst, tgt = _memory_with_random_bank(seed, n, k, d)
-    out = SparseMemory(alpha=alpha, size=k).blend_decoder_input(tgt, inst)
+    out = make_memory(alpha=alpha, size=k).blend_decoder_input(tgt, inst)
     has = (~inst.mem_padding_mask).any(1)
     assert torch.equal(out[~has], tgt[~has])
     filled_mask = (~inst.mem_padding_mask).unsqueeze(-1)
@@ -699,7 +706,7 @@ def run_sequence(mem, seq, n0, update_fn=None, after_fn=None):
         else:
             after_fn(inst, first, boxes)
             update_fn(inst)
-        history.append({k: inst.get(k).clone() for k in mem._fields_needed()})
+        history.append({k: inst.get(k).clone() for k in mem.state_fields()})
         inst = Instances.cat([inst[keep], new_instances(mem, joins)])
     return history
 
@@ -729,7 +736,7 @@ def assert_histories_equal(h1, h2):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cfg=CONFIGS, seed=st.integers(0, 2 ** 31 - 1), n0=st.integers(0, 4), frames=st.integers(1, 6))
 def test_vectorised_update_matches_per_track_rule(cfg, seed, n0, frames):
-    mem = SparseMemory(**cfg)
+    mem = make_memory(**cfg)
     seq = random_frames(seed, n0, frames)
     fast = run_sequence(mem, seq, n0)
     slow = run_sequence(mem, seq, n0, update_fn=lambda inst: reference_update(cfg, inst),
@@ -748,13 +755,13 @@ def test_vectorised_update_matches_per_track_rule(cfg, seed, n0, frames):
 def test_dense_equals_tau_zero_with_latest(seed, n0, frames, size):
     # paper preset: dense (default ofs) is exactly tau = 0 with ofs latest, for any inputs
     seq = random_frames(seed, n0, frames)
-    dense = run_sequence(SparseMemory(preset="paper", mode="dense", size=size), seq, n0)
-    tau0 = run_sequence(SparseMemory(preset="paper", mode="sparse", tau=0.0, ofs="latest", size=size), seq, n0)
+    dense = run_sequence(make_memory(preset="paper", mode="dense", size=size), seq, n0)
+    tau0 = run_sequence(make_memory(preset="paper", mode="sparse", tau=0.0, ofs="latest", size=size), seq, n0)
     assert_histories_equal(dense, tau0)
     # official preset: same with ofs latest, whenever every instance moves between decoder layers
     seq = random_frames(seed, n0, frames, moving=True)
-    dense = run_sequence(SparseMemory(preset="official", mode="dense", ofs="latest", size=size), seq, n0)
-    tau0 = run_sequence(SparseMemory(preset="official", tau=0.0, ofs="latest", size=size), seq, n0)
+    dense = run_sequence(make_memory(preset="official", mode="dense", ofs="latest", size=size), seq, n0)
+    tau0 = run_sequence(make_memory(preset="official", tau=0.0, ofs="latest", size=size), seq, n0)
     assert_histories_equal(dense, tau0)
 
 
@@ -768,8 +775,8 @@ def test_delay_with_delay_iou_one_stores_as_the_undelayed_gate(seed, n0, frames,
     # the authors' delayed gap store is score-gated and the undelayed one is not).  best_* never move.
     kw = dict(preset=preset, mode=mode, tau=tau, max_frame_gap=max_frame_gap, store_score=0.0, size=2)
     seq = random_frames(seed, n0, frames)
-    delayed = run_sequence(SparseMemory(ofs="delay", delay_iou=1.0, **kw), seq, n0)
-    latest = run_sequence(SparseMemory(ofs="latest", **kw), seq, n0)
+    delayed = run_sequence(make_memory(ofs="delay", delay_iou=1.0, **kw), seq, n0)
+    latest = run_sequence(make_memory(ofs="latest", **kw), seq, n0)
     start = math.inf if preset == "paper" else 0.0
     for d, l in zip(delayed, latest):
         for k in d:
@@ -783,25 +790,40 @@ def test_delay_with_delay_iou_one_stores_as_the_undelayed_gate(seed, n0, frames,
 def test_args_and_from_args():
     parser = add_memory_args(argparse.ArgumentParser())
     args = parser.parse_args([])
-    assert args.memory == "none" and SparseMemory.from_args(args) is None
+    assert args.memory == "none" and memory_from_args(args) is None
     assert (args.memory_preset, args.ofs, args.memory_size, args.memory_tau, args.memory_alpha,
             args.memory_max_frame_gap, args.memory_store_score, args.memory_delay_iou,
             args.memory_temporal_gap_reg) == ("official", "min_iou", 10, 0.1, 0.5, 10, 0.8, 0.1, 0.0)
     args = parser.parse_args(["--memory", "dense", "--memory_preset", "paper", "--ofs", "delay",
                               "--memory_size", "4", "--memory_tau", "0.05", "--memory_alpha", "0.7"])
     args.update_score_threshold = 0.33
-    mem = SparseMemory.from_args(args)
+    mem = memory_from_args(args)
     assert (mem.mode, mem.preset, mem.ofs, mem.size, mem.tau, mem.alpha, mem.detect_score) == \
         ("dense", "paper", "delay", 4, 0.05, 0.7, 0.33)
     assert list(mem.parameters()) == []
-    with pytest.raises(ValueError, match="mode"):
-        SparseMemory(mode="none")
+    assert make_memory(mode="none") is None
+    with pytest.raises(ValueError, match="--memory: 'often'"):
+        MemoryConfig(mode="often")
     with pytest.raises(ValueError, match="alpha"):
-        SparseMemory(alpha=1.5)
+        make_memory(alpha=1.5)
+
+
+@pytest.mark.parametrize("mode", ["sparse", "dense"])
+@pytest.mark.parametrize("preset", ["official", "paper"])
+@pytest.mark.parametrize("ofs", ["min_iou", "latest", "delay"])
+def test_every_strategy_is_reachable_from_a_memory_config(mode, preset, ofs):
+    mem = make_memory(mode=mode, preset=preset, ofs=ofs)
+    assert type(mem) is STRATEGIES[(mode, preset, ofs)]
+    assert (mem.mode, mem.preset, mem.ofs) == (mode, preset, ofs)
+
+
+def test_the_registry_holds_one_class_per_strategy():
+    assert len(set(STRATEGIES.values())) == len(STRATEGIES) == 12
+    assert all((cls.mode, cls.preset, cls.ofs) == key for key, cls in STRATEGIES.items())
 
 
 def test_missing_fields_error_names_them():
-    mem = SparseMemory()
+    mem = make_memory()
     inst = Instances((10, 10), query_pos=torch.zeros(2, D), scores=torch.zeros(2), pred_boxes=torch.zeros(2, 4))
     with pytest.raises(KeyError, match="init_fields"):
         mem.update(inst)
@@ -810,13 +832,13 @@ def test_missing_fields_error_names_them():
 
 def test_distance_gate_boundary_paper_inclusive_official_strict():
     # a move of exactly tau (0.25 is exact in float32): the paper's gate is >=, the authors' is >
-    paper = SparseMemory(preset="paper", size=3, tau=0.25)
+    paper = make_memory(preset="paper", size=3, tau=0.25)
     inst = new_instances(paper, 1)
     step(paper, inst, [[0.5, 0.5, 0.1, 0.1]], [0.9], q(1), ids=[0])
     step(paper, inst, [[0.75, 0.5, 0.1, 0.1]], [0.9], q(2), ids=[0])
     assert inst.mem_frames_idx[0, -2:].tolist() == [1, 2]
 
-    official = SparseMemory(preset="official", size=3, tau=0.25)
+    official = make_memory(preset="official", size=3, tau=0.25)
     inst = new_instances(official, 1)
     step(official, inst, [[0.75, 0.5, 0.1, 0.1]], [0.9], q(1), first_boxes=[[0.5, 0.5, 0.1, 0.1]])
     assert inst.accum_dist.item() == 0.25 and filled(inst) == [0]

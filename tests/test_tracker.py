@@ -103,7 +103,7 @@ def test_torch_hub_load_gives_the_same_tracker(data, tmp_path):
     root, ckpt, det_db = data
     hub = torch.hub.load(str(REPO), "motrv2", source="local", checkpoint=str(ckpt), config=str(config_file(tmp_path)),
                          device="cpu", memory="sparse", trust_repo=True, **FLAGS)
-    assert isinstance(hub, Tracker) and hub.config.memory == "sparse" and hub.memory is not None
+    assert isinstance(hub, Tracker) and hub.config.memory.mode == "sparse" and hub.memory is not None
     direct = Tracker.from_checkpoint(ckpt, config=config_file(tmp_path), device="cpu", memory="sparse", **FLAGS)
     assert api_lines(hub, root, det_db) == api_lines(direct, root, det_db)
 
@@ -195,7 +195,7 @@ def test_demo_refuses_flags_it_does_not_use(capsys):
 
 
 def test_inert_upstream_flags_warn_only_when_set():
-    from util.args import get_tracking_parser, warn_inert_flags
+    from main import get_tracking_parser, warn_inert_flags
     parser = get_tracking_parser()
     with warnings.catch_warnings():
         warnings.simplefilter("error")

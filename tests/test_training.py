@@ -194,8 +194,8 @@ def test_resume_takes_the_lr_drop_from_the_flags_and_fp16_weights_load(tmp_path)
     old = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1)
     old.step()
     path = tmp_path / "checkpoint.pth"
-    engine.save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "lr_scheduler": old.state_dict(), "epoch": 0}, path)
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "lr_scheduler": old.state_dict(), "epoch": 0}, path)
     fresh = _StubModel()
     fresh_optimizer = torch.optim.SGD(fresh.parameters(), lr=1.0)
     scheduler = torch.optim.lr_scheduler.StepLR(fresh_optimizer, step_size=3)
@@ -205,7 +205,7 @@ def test_resume_takes_the_lr_drop_from_the_flags_and_fp16_weights_load(tmp_path)
 
     with torch.no_grad():
         model.weight.fill_(0.3330078125)  # exact in fp16
-    engine.save_atomic({"model": model.state_dict()}, path)
+    torch.save({"model": model.state_dict()}, path)
     size = engine.export_model_weights(str(path), str(tmp_path / "small.pth"))
     assert size == (tmp_path / "small.pth").stat().st_size
     half = torch.load(tmp_path / "small.pth", weights_only=True)["model"]
@@ -224,11 +224,11 @@ def test_exported_weights_can_average_several_checkpoints(tmp_path):
         with torch.no_grad():
             model.weight.fill_(value)
         paths.append(tmp_path / f"checkpoint{i}.pth")
-        engine.save_atomic({"model": model.state_dict(), "epoch": i}, paths[-1])
+        torch.save({"model": model.state_dict(), "epoch": i}, paths[-1])
     engine.export_model_weights(paths, tmp_path / "mean.pth", half=False)
     mean = torch.load(tmp_path / "mean.pth", weights_only=True)["model"]
     assert mean["weight"].dtype == torch.float32 and mean["weight"].item() == pytest.approx(0.75)
-    engine.save_atomic({"model": {"other": torch.zeros(1)}}, tmp_path / "odd.pth")
+    torch.save({"model": {"other": torch.zeros(1)}}, tmp_path / "odd.pth")
     with pytest.raises(CheckpointError, match=r"odd.pth.*only in .*odd.pth: \['other'\]"):
         engine.export_model_weights([paths[0], tmp_path / "odd.pth"], tmp_path / "bad.pth")
     assert not (tmp_path / "bad.pth").exists()

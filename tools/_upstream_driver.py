@@ -14,7 +14,7 @@ import torchvision
 upstream, input_path, h, w, reps, threads, weights_file = sys.argv[1:8]
 h, w, reps = int(h), int(w), int(reps)
 torch.set_num_threads(int(threads))
-sys.path.insert(0, upstream)
+# benchmark.py starts this with PYTHONPATH=<upstream checkout>, so `models`, `main`, ... are theirs.
 sys.modules["MultiScaleDeformableAttention"] = types.ModuleType("MultiScaleDeformableAttention")
 torchvision.__version__ = "0.29"  # their util.misc parses the version as a float
 from models.ops.functions import ms_deform_attn_func  # noqa: E402

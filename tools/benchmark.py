@@ -25,11 +25,10 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from models.ms_deform_attn import MSDeformAttn  # noqa: E402
-from models.tracker import Tracker, TrackerConfig  # noqa: E402
-from util.device import autocast_context  # noqa: E402
+from models.ms_deform_attn import MSDeformAttn
+from models.tracker import Tracker, TrackerConfig
+from util.device import autocast_context
 
 STAGES = ("image loading", "backbone", "encoder", "decoder", "memory", "post-processing")
 
@@ -105,7 +104,7 @@ class VariantRunner:
         self.frames = []  # (total seconds, {stage: seconds}) per timed frame
         model.clear()
         memory = "sparse" if model.memory is not None else "none"
-        self.tracker = Tracker(model, TrackerConfig(memory=memory), device=device, amp=amp,
+        self.tracker = Tracker(model, TrackerConfig.from_flags(memory=memory), device=device, amp=amp,
                                input_size=INPUT_RULE)
 
     def step(self, img, proposals, hw, timed: bool = True):
@@ -187,7 +186,8 @@ def run_upstream(upstream: str, hw, frame, reps: int, threads: int) -> float:
         torch.save({"img": x[None], "proposals": proposals}, os.path.join(tmp, "input.pt"))
         cmd = [sys.executable, str(REPO / "tools" / "_upstream_driver.py"), upstream, os.path.join(tmp, "input.pt"),
                str(hw[0]), str(hw[1]), str(reps), str(threads), str(REPO / "util" / "standin_weights.py")]
-        out = subprocess.run(cmd, capture_output=True, text=True, cwd=upstream)
+        env = {**os.environ, "PYTHONPATH": os.path.abspath(upstream)}  # their `models`, not ours
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=upstream, env=env)
         if out.returncode != 0:
             raise RuntimeError(f"upstream run failed:\n{out.stderr[-2000:]}")
         times = json.loads(out.stdout.strip().splitlines()[-1])["times"]

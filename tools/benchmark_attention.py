@@ -8,15 +8,12 @@ alike); prints the median and best time of each and the speed-up, and checks the
 """
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from models.ms_deform_attn import ms_deform_attn_reference  # noqa: E402
-from models.ms_deform_attn_ops import ms_deform_attn_fast  # noqa: E402
+from models.ms_deform_attn import ms_deform_attn_reference
+from models.ms_deform_attn_ops import ms_deform_attn_fast
 
 # Feature maps of the 4 encoder levels (strides 8, 16, 32, 64) for an input of (height, width).
 INPUTS = {"dancetrack": (800, 1422), "small": (320, 576)}

@@ -11,18 +11,16 @@ process, with (a) one whole MOTRv2 frame at DanceTrack resolution (stand-in weig
 import argparse
 import os
 import statistics
-import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from models.sparse_memory import SparseMemory  # noqa: E402
-from models.structures import Instances  # noqa: E402
+from models.memory import MemoryConfig, MemoryStrategy, build_memory
+from models.structures import Instances
 
 
-def make_tracks(n: int, d: int, k: int, memory: SparseMemory, device, seed: int = 0) -> Instances:
+def make_tracks(n: int, d: int, k: int, memory: MemoryStrategy, device, seed: int = 0) -> Instances:
     g = torch.Generator().manual_seed(seed)
     inst = Instances((1, 1))
     inst.query_pos = torch.randn(n, d, generator=g).to(device)
@@ -38,7 +36,7 @@ def make_tracks(n: int, d: int, k: int, memory: SparseMemory, device, seed: int 
     return inst
 
 
-def memory_step(memory: SparseMemory, inst: Instances, step: int) -> None:
+def memory_step(memory: MemoryStrategy, inst: Instances, step: int) -> None:
     jitter = torch.full_like(inst.pred_boxes[:, :2], 0.01 * ((step % 3) - 1))
     first = inst.pred_boxes
     last = torch.cat([inst.pred_boxes[:, :2] + jitter, inst.pred_boxes[:, 2:]], 1)
@@ -48,7 +46,7 @@ def memory_step(memory: SparseMemory, inst: Instances, step: int) -> None:
     memory.update(inst)
 
 
-def time_memory(memory: SparseMemory, n: int, d: int, k: int, device, reps: int) -> float:
+def time_memory(memory: MemoryStrategy, n: int, d: int, k: int, device, reps: int) -> float:
     inst = make_tracks(n, d, k, memory, device)
     for i in range(5):
         memory_step(memory, inst, i)
@@ -107,8 +105,8 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     d, k = 256, 10
-    sparse = SparseMemory(mode="sparse", preset="official", size=k)
-    dense = SparseMemory(mode="dense", preset="official", size=args.dense_window)
+    sparse = build_memory(MemoryConfig(mode="sparse", preset="official", size=k))
+    dense = build_memory(MemoryConfig(mode="dense", preset="official", size=args.dense_window))
     frame = None
     if not args.skip_frame:
         frame = time_frame(tuple(args.frame_hw), 60, device, args.frame_reps)

@@ -21,9 +21,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.tracker import Tracker, TrackerConfig, track_frame  # noqa: E402
+from models.tracker import Tracker, TrackerConfig, track_frame
 
 # A spread of the ablation rows (memory on and off, presets, OFS modes, K, tau).
 ROW_CONFIGS = [dict(memory="none"), dict(memory="sparse"), dict(memory="sparse", ofs="latest"),
@@ -54,8 +53,8 @@ def frame_inputs(hw, n_proposals, device, seed=0):
 
 
 def make_trackers(network, n, device):
-    return [Tracker(network, TrackerConfig(score_threshold=0.3, update_score_threshold=0.3,
-                                           **ROW_CONFIGS[i % len(ROW_CONFIGS)]), device=device)
+    return [Tracker(network, TrackerConfig.from_flags(score_threshold=0.3, update_score_threshold=0.3,
+                                                      **ROW_CONFIGS[i % len(ROW_CONFIGS)]), device=device)
             for i in range(n)]
 
 

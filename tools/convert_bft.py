@@ -21,14 +21,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import cv2
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from util.fileio import write_atomic  # noqa: E402
+from util.fileio import write_atomic
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 ANNOTATIONS = "annotations_mot"

@@ -3,7 +3,8 @@
 Makes (or reuses) the synthetic DanceTrack val split, tracks it with the shipped small model as
 the three rows of the paper's Table II (MOTRv2; + SASM; + OFS) in one pass over the frames (each
 frame encoded once, three trackers on it), evaluates each, prints the table with the paper's
-deltas beside ours and writes to `outputs/demo/`: results.json, an annotated video and a bar plot.
+deltas beside ours and writes to `outputs/demo/`: results.json, an annotated video, a bar plot and
+compare/index.html, where MOTRv2's and TF-SASM's identities line up against the gt (tools/compare.py).
 MOTR_DEMO_DATA / MOTR_DEMO_OUT move the data and the outputs elsewhere.
 """
 import os
@@ -32,6 +33,8 @@ VARIANTS = (("MOTRv2", "motrv2", ["--memory", "none"], 65.4),
 
 def plot_metrics(results: dict, path: Path) -> None:
     import matplotlib
+
+    from util.fileio import atomic_path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 3.5), dpi=120)
@@ -46,10 +49,9 @@ def plot_metrics(results: dict, path: Path) -> None:
     ax.set_title("Synthetic DanceTrack val")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".tmp_{path.name}")
-    fig.savefig(tmp, format="png")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def run_demo(cli_args=None) -> int:
@@ -57,9 +59,10 @@ def run_demo(cli_args=None) -> int:
     from datasets.synthetic import make_split
     from inference import Variant, run
     from models.tracker import TrackerConfig
+    from tools.compare import compare
     from tools.evaluate import evaluate
     from tools.visualize import frame_files, render_video
-    from util.args import get_tracking_parser
+    from main import get_tracking_parser
     from util.fileio import write_json_atomic
 
     start = time.time()
@@ -100,6 +103,10 @@ def run_demo(cli_args=None) -> int:
     seq = info["sequences"][0]
     video = OUT / f"{seq}_tracked.mp4"
     render_video(frame_files(str(split_dir / seq / "img1")), str(OUT / VARIANTS[-1][1] / f"{seq}.txt"), str(video))
-    print(f"\n[demo] wrote {OUT / 'results.json'}, {OUT / 'metrics.png'}, {video} "
+    # Where the memory kept an identity MOTRv2 lost, or lost one it kept: first row against the last.
+    report = OUT / "compare"
+    compare(str(split_dir), {"MOTRv2": str(OUT / VARIANTS[0][1]), "TF-SASM": str(OUT / VARIANTS[-1][1])},
+            str(report), images=str(split_dir))
+    print(f"\n[demo] wrote {OUT / 'results.json'}, {OUT / 'metrics.png'}, {video}, {report / 'index.html'} "
           f"in {time.time() - start:.0f} s")
     return 0

@@ -5,7 +5,8 @@
 #
 # TRACKER_DIR holds <seq>.txt files; GT_SPLIT_DIR defaults to data/DanceTrack/val of this repo;
 # SEQMAP is optional (default: every sequence of GT_SPLIT_DIR). Prints a table and writes
-# TRACKER_DIR/eval.json. The interpreter is $PYTHON (default: python3).
+# TRACKER_DIR/eval.json. The interpreter is $PYTHON (default: the repository's .venv/bin/python when
+# it exists, else python3).
 set -euo pipefail
 
 if [[ $# -lt 1 || $# -gt 3 || "$1" == "-h" || "$1" == "--help" ]]; then
@@ -22,4 +23,8 @@ args=(--gt_folder "$gt_dir" --tracker_folder "$tracker_dir" --json "$tracker_dir
 if [[ -n "$seqmap" ]]; then
     args+=(--seqmap "$seqmap")
 fi
-exec "${PYTHON:-python3}" "$repo_root/tools/evaluate.py" "${args[@]}"
+python="${PYTHON:-}"
+if [[ -z "$python" ]]; then
+    if [[ -x "$repo_root/.venv/bin/python" ]]; then python="$repo_root/.venv/bin/python"; else python=python3; fi
+fi
+exec "$python" "$repo_root/tools/evaluate.py" "${args[@]}"

@@ -47,18 +47,16 @@ import argparse
 import configparser
 import contextlib
 import io
-import json
 import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from datasets import registry  # noqa: E402
-from util.fileio import write_atomic  # noqa: E402
+from datasets import registry
+from util.fileio import write_atomic, write_json_atomic
 
 PathLike = Union[str, os.PathLike]
 
@@ -67,8 +65,6 @@ PERCENT_KEYS = ("HOTA", "DetA", "AssA", "MOTA", "IDF1")
 COUNT_KEYS = ("IDSW", "FP", "FN", "MT", "PT", "ML", "Frag")
 METRIC_KEYS = PERCENT_KEYS + COUNT_KEYS
 BENCHMARKS = registry.NAMES
-# Without --benchmark: an own MOTChallenge-format folder's rules (MOTChallenge's).
-DEFAULT_BENCHMARK = "custom"
 
 # Column layout of MOTChallenge text files (0-based).
 FRAME_COL, ID_COL, CONF_COL, CLASS_COL = 0, 1, 6, 7
@@ -363,7 +359,8 @@ def _plan(entry: registry.DatasetEntry, gt_root: Path, tracker_root: Path, seqma
 def evaluate(gt_folder: PathLike, tracker_folder: PathLike, seqmap: Optional[PathLike] = None,
              progress: bool = False, benchmark: Optional[str] = None, allow_missing: bool = False,
              half: Optional[str] = None, half_convention: str = "bytetrack",
-             groups_folder: Optional[PathLike] = None) -> Dict[str, dict]:
+             groups_folder: Optional[PathLike] = None,
+             on_sequence: Optional[Callable[[str, dict, dict], None]] = None) -> Dict[str, dict]:
     """Evaluate ``tracker_folder/<seq>.txt`` against ``gt_folder/<seq>/gt/gt.txt`` with the
     scoring settings of the registry entry ``benchmark`` (required).
 
@@ -376,7 +373,9 @@ def evaluate(gt_folder: PathLike, tracker_folder: PathLike, seqmap: Optional[Pat
     DetA, AssA, MOTA, IDF1 in percent; IDSW, FP, FN, MT, PT, ML, Frag as ints), ``"groups":
     {group: row}`` for an entry with group lists (SportsMOT's sports; read from ``groups_folder``,
     default the folder above gt_folder) and ``"missing"`` when sequences were left out. Nothing is
-    written to disk but temporaries.
+    written to disk but temporaries. ``on_sequence(seq, raw, data)``, if given, sees each sequence's
+    TrackEval data as scored: raw (original ids) and preprocessed (ids relabelled 0..n-1), e.g. to
+    replay CLEAR's matching.
     """
     if not benchmark:
         raise EvaluationInputError("name the scoring settings: --benchmark NAME or --dataset NAME "
@@ -413,7 +412,8 @@ def evaluate(gt_folder: PathLike, tracker_folder: PathLike, seqmap: Optional[Pat
             load_mot_file(tracker_root / f"{seq}.txt", length, is_gt=False, seqinfo_path=seq_dir / "seqinfo.ini")
         seqmap_file = tmp_dir / "seqmap.txt"
         write_seqmap(seqs, seqmap_file)
-        per_metric, metrics = _run_trackeval(scoring, scored_gt, tracker_root, seqmap_file, seqs, progress)
+        per_metric, metrics = _run_trackeval(scoring, scored_gt, tracker_root, seqmap_file, seqs, progress,
+                                              on_sequence)
 
     def row_of(names):
         return _row_from_trackeval(*(metric.combine_sequences({s: store[s] for s in names})
@@ -454,7 +454,7 @@ def _group_members(entry: registry.DatasetEntry, gt_root: Path, groups_folder: O
 
 
 def _run_trackeval(scoring: registry.Scoring, gt_root: Path, tracker_root: Path, seqmap_file: Path,
-                   seqs: List[str], progress: bool):
+                   seqs: List[str], progress: bool, on_sequence=None):
     """TrackEval's MotChallenge2DBox with the owners' settings, sequence by sequence."""
     trackeval = _trackeval()
     # TrackEval looks for TRACKERS_FOLDER/<tracker>/<TRACKER_SUB_FOLDER>/<seq>.txt; with an empty
@@ -494,6 +494,8 @@ def _run_trackeval(scoring: registry.Scoring, gt_root: Path, tracker_root: Path,
             with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
                 raw = dataset.get_raw_seq_data(tracker_root.name, seq)
                 data = dataset.get_preprocessed_seq_data(raw, cls)
+                if on_sequence is not None:
+                    on_sequence(seq, raw, data)
                 for store, metric in zip(per_metric, metrics):
                     store[seq] = metric.eval_sequence(data)
         except trackeval.utils.TrackEvalException as err:
@@ -522,11 +524,6 @@ def format_table(results: Dict[str, dict]) -> str:
         lines += ["-" * len(header)] + [line(n, r) for n, r in groups]
     lines += ["-" * len(header), line("COMBINED", results["combined"])]
     return "\n".join(lines)
-
-
-def write_json_atomic(results: dict, out_path: PathLike) -> None:
-    """Write JSON through a temp file in the same folder, then rename (no half-written files)."""
-    write_atomic(out_path, json.dumps(results, indent=2) + "\n")
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -584,7 +581,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"not scored (no {'ground truth' if what == 'gt' else 'result file'}): {', '.join(names)}")
     print(format_table(results))
     if args.json:
-        write_json_atomic(results, args.json)
+        write_json_atomic(args.json, results)
         print(f"wrote {args.json}")
     return 0
 

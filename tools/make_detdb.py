@@ -29,7 +29,6 @@ temporary file and renamed, and the partial file is then removed.
 import argparse
 import json
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
@@ -39,17 +38,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from datasets.det_db import AS_READ, format_det_lines  # noqa: E402
-from util.fileio import write_json_atomic  # noqa: E402
+from datasets.det_db import AS_READ, format_det_lines
+from util.fileio import write_json_atomic
 
-from datasets.det_db import DetDBError, read_det_txt  # noqa: E402
-from datasets.det_db import det_db_key as _key_of_relpath  # noqa: E402
-from datasets import registry  # noqa: E402
-from datasets.layouts import SplitLayout, resolve_split  # noqa: E402
-from datasets.sequences import SequenceError  # noqa: E402
+from datasets.det_db import DetDBError, read_det_txt
+from datasets.det_db import det_db_key as _key_of_relpath
+from datasets import registry
+from datasets.layouts import SplitLayout, resolve_split
+from datasets.sequences import SequenceError
 
-from models.yolox import (DANCETRACK_TEST_SIZE, DEFAULT_NMS_THRE, DEFAULT_SCORE_FLOOR,  # noqa: E402
+from models.yolox import (DANCETRACK_TEST_SIZE, DEFAULT_NMS_THRE, DEFAULT_SCORE_FLOOR,
                           detect_frames, detect_preprocessed, load_yolox, preproc)
 
 __all__ = ["detect_frames", "load_yolox", "format_det_lines", "find_split_sequences", "find_frame_sequences",

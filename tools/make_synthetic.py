@@ -14,13 +14,10 @@ tools/convert_bft.py); see datasets/synthetic.py.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.synthetic import DET_DB_NAME, LAYOUTS, make_dataset  # noqa: E402
+from datasets.synthetic import DET_DB_NAME, LAYOUTS, make_dataset
 
 
 def _range_arg(values: list, name: str):

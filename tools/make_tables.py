@@ -1,8 +1,8 @@
 """Markdown tables of the TF-SASM ablations: our numbers beside the paper's.
 
-    python tools/make_tables.py --results results/ablation --out results/tables.md
+    python -m tools.make_tables --results results/ablation --out results/tables.md
 
-Reads `RESULTS/<table>/<row>/eval.json` (written by tools/ablation/*.sh through
+The tables and their rows (with the paper's figures) are tools/ablation/tables.py's. Reads `RESULTS/<table>/<row>/eval.json` (written by tools/ablation/*.sh through
 tools/evaluate.py) and writes one table per paper table (II-VI) with, for HOTA, DetA, AssA and
 IDF1, our value, the paper's and the difference (ours - paper), and beside the markdown one line
 plot per sweep (K, tau, alpha: `<table>.png`, HOTA and IDF1, ours and the paper's); MOTA and IDSW (not in the
@@ -17,97 +17,15 @@ import json
 import math
 import re
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from util.fileio import write_atomic  # noqa: E402
+from tools.ablation.tables import PAPER_METRICS, TABLES, Row, Table
+from util.fileio import write_atomic
 
 MISSING = "—"
-PAPER_METRICS = ("HOTA", "DetA", "AssA", "IDF1")   # what Tables II-VI report
-OURS_ONLY = ("MOTA", "IDSW")
+OURS_ONLY = ("MOTA", "IDSW")   # not in the paper's ablation tables
 ALL_METRICS = ("HOTA", "DetA", "AssA", "MOTA", "IDF1", "IDSW")
-
-
-@dataclass(frozen=True)
-class Row:
-    name: str                 # folder under RESULTS/<table>/ (the scripts' row name)
-    label: str                # as the paper names the row
-    what: str                 # the setting, for the footnote
-    paper: Optional[Dict[str, float]] = None
-
-
-@dataclass(frozen=True)
-class Table:
-    key: str                  # folder under RESULTS/ (the scripts' TABLE)
-    title: str
-    script: str
-    rows: Tuple[Row, ...]
-    notes: Tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def has_paper(self) -> bool:
-        return any(row.paper for row in self.rows)
-
-
-def _paper(hota: float, deta: float, assa: float, idf1: float) -> Dict[str, float]:
-    return {"HOTA": hota, "DetA": deta, "AssA": assa, "IDF1": idf1}
-
-
-FULL = "sparse memory + OFS, K = 10, tau = 0.1"
-# Paper numbers: TF-SASM (arXiv 2407.04327), Tables II-VI (DanceTrack val), as docs/paper_figures.md
-# has them. The paper's parenthesised gains are not copied: some disagree with its own values (see
-# the notes).
-TABLES: Tuple[Table, ...] = (
-    Table("table2", "Table II: effectiveness of each module", "table2_modules.sh", (
-        Row("motrv2", "Baseline (MOTRv2)", "`--memory none`", _paper(65.4, 79.0, 54.4, 67.1)),
-        Row("sasm", "+ SASM", "sparse memory, stores the latest feature (`--ofs latest`)",
-            _paper(66.1, 79.1, 55.4, 69.4)),
-        Row("sasm_ofs", "+ OFS", f"{FULL} (`--ofs min_iou`)", _paper(66.5, 79.4, 55.8, 69.5)),
-    ), ("The paper's gains in brackets disagree with its values for + SASM: HOTA 66.1 - 65.4 = +0.7 "
-        "(printed +0.6), IDF1 69.4 - 67.1 = +2.3 (printed +1.0).",)),
-    Table("table3", "Table III: memory density", "table3_density.sh", (
-        Row("dense", "Dense", "store every frame (`--memory dense --ofs latest`, K = 10)",
-            _paper(64.5, 78.3, 53.3, 67.2)),
-        Row("sparse", "Sparse", "store after moving tau (`--memory sparse --ofs latest`, K = 10)",
-            _paper(66.1, 79.1, 55.3, 69.4)),
-    ), ("The paper's Sparse row is Table II's + SASM, yet gives AssA 55.3 here and 55.4 there.",)),
-    Table("table4", "Table IV: storing under overlap", "table4_ofs.sh", (
-        Row("delay", "Delaying", "wait until IoU <= 0.1 (`--ofs delay`)", _paper(66.0, 79.0, 55.3, 68.8)),
-        Row("ofs", "OFS", "least-overlap feature since the last store (`--ofs min_iou`)",
-            _paper(66.5, 79.4, 55.8, 69.5)),
-    )),
-    Table("table5", "Table V: memory size K", "table5_memory_size.sh", (
-        Row("K5", "5", "`--memory_size 5`", _paper(66.0, 79.1, 55.2, 68.9)),
-        Row("K10", "10", "`--memory_size 10`", _paper(66.5, 79.4, 55.8, 69.5)),
-        Row("K15", "15", "`--memory_size 15`", _paper(65.8, 79.1, 54.9, 68.5)),
-        Row("K20", "20", "`--memory_size 20`", _paper(65.6, 78.6, 54.9, 68.6)),
-    ), (f"Other settings: {FULL}.",)),
-    Table("table6", "Table VI: moving-distance threshold tau", "table6_tau.sh", (
-        Row("tau0.05", "0.05", "`--memory_tau 0.05`", _paper(65.5, 79.1, 54.5, 68.7)),
-        Row("tau0.1", "0.1", "`--memory_tau 0.1`", _paper(66.5, 79.4, 55.8, 69.5)),
-        Row("tau0.2", "0.2", "`--memory_tau 0.2`", _paper(65.7, 79.1, 54.8, 68.5)),
-        Row("tau0.3", "0.3", "`--memory_tau 0.3`", _paper(65.9, 79.2, 55.1, 68.7)),
-        Row("tau0.4", "0.4", "`--memory_tau 0.4`", _paper(65.8, 79.0, 55.0, 68.5)),
-    ), (f"Other settings: {FULL}.",)),
-    Table("alpha", "Blend weight alpha (not in the paper)", "alpha_sweep.sh", (
-        Row("alpha0.25", "0.25", "`--memory_alpha 0.25`"),
-        Row("alpha0.5", "0.5", "`--memory_alpha 0.5` (the authors' value)"),
-        Row("alpha0.75", "0.75", "`--memory_alpha 0.75`"),
-        Row("alpha1.0", "1.0", "`--memory_alpha 1.0` (memory ignored: MOTRv2)"),
-    ), (f"Decoder input = alpha * query + (1 - alpha) * mean(memory). Other settings: {FULL}.",)),
-    Table("gap_reg", "Temporal-gap regularisation (the authors' sweep, not in the paper)", "gap_reg_sweep.sh", (
-        Row("reg0.05", "0.05", "`--memory_temporal_gap_reg 0.05`"),
-        Row("reg0.1", "0.1", "`--memory_temporal_gap_reg 0.1`"),
-        Row("reg0.2", "0.2", "`--memory_temporal_gap_reg 0.2`"),
-        Row("reg0.3", "0.3", "`--memory_temporal_gap_reg 0.3`"),
-    ), (f"best_iou *= 1 + reg each frame (their tools/ablation_inference_weight_decay.sh). Other settings: {FULL}.",)),
-    Table("presets", "Memory presets (not in the paper)", "presets.sh", (
-        Row("official", "official", "the authors' public code (`--memory_preset official`)"),
-        Row("paper", "paper", "the algorithm as the paper states it (`--memory_preset paper`)"),
-    ), (f"Both: {FULL}. The paper's full method on val: HOTA 66.5, DetA 79.4, AssA 55.8, IDF1 69.5.",)),
-)
 
 
 class ResultsError(ValueError):
@@ -208,8 +126,6 @@ def render(results: Path, tables: Sequence[Table] = TABLES) -> str:
     return "\n".join(parts)
 
 
-# Sweeps drawn as line plots (table key -> x-axis label): ours beside the paper's, per metric.
-SWEEPS = {"table5": "memory size K", "table6": "moving-distance threshold tau", "alpha": "blend weight alpha"}
 PLOT_METRICS = ("HOTA", "IDF1")
 
 
@@ -238,7 +154,7 @@ def plot_sweeps(results: Path, out_dir: Path, tables: Sequence[Table] = TABLES) 
     import matplotlib.pyplot as plt
     written = []
     for table in tables:
-        if table.key not in SWEEPS:
+        if table.plot_x is None:   # plotted: the sweeps with an x-axis label
             continue
         series = {m: sweep_series(table, results, m) for m in PLOT_METRICS}
         if not any(ours for ours, _ in series.values()):
@@ -250,7 +166,7 @@ def plot_sweeps(results: Path, out_dir: Path, tables: Sequence[Table] = TABLES) 
                 ax.plot(*zip(*ours), "o-", label="ours")
             if paper:
                 ax.plot(*zip(*paper), "s--", label="paper")
-            ax.set_xlabel(SWEEPS[table.key])
+            ax.set_xlabel(table.plot_x)
             ax.set_ylabel(f"{metric} (%)")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)

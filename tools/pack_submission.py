@@ -31,10 +31,9 @@ import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from datasets import registry  # noqa: E402
-from tools.evaluate import EvaluationInputError, load_mot_file, read_seq_length  # noqa: E402
-from util.fileio import write_atomic  # noqa: E402
+from datasets import registry
+from tools.evaluate import EvaluationInputError, load_mot_file, read_seq_length
+from util.fileio import write_atomic
 
 # Folder inside the zip that each server wants the files in ('' = the zip's root).
 ZIP_FOLDER = {"dancetrack": "tracker/", "sportsmot": "", "mot17": "", "mot20": ""}

@@ -30,19 +30,18 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.det_db import DetDBError, format_det_lines, load_det_db, lookup_detections, parse_det_lines  # noqa: E402
-from datasets.sequences import SequenceError  # noqa: E402
-from models.checkpoint import CheckpointError  # noqa: E402
-from models.inputs import proposals_from_detections  # noqa: E402
-from models.tracker import Tracker, build_network, mot_lines  # noqa: E402
-from models.yolox import (DANCETRACK_TEST_SIZE, DEFAULT_NMS_THRE, DEFAULT_SCORE_FLOOR,  # noqa: E402
+from datasets.det_db import DetDBError, format_det_lines, load_det_db, lookup_detections, parse_det_lines
+from datasets.sequences import SequenceError
+from models.checkpoint import CheckpointError
+from models.inputs import proposals_from_detections
+from models.tracker import Tracker, build_network, mot_lines
+from models.yolox import (DANCETRACK_TEST_SIZE, DEFAULT_NMS_THRE, DEFAULT_SCORE_FLOOR,
                           YOLOX_SIZES, detect_frames, load_yolox)
-from tools.visualize import draw_tracks  # noqa: E402
-from util.args import get_tracking_parser  # noqa: E402
-from util.device import resolve_device  # noqa: E402
-from util.fileio import NotWritableError, check_writable_folder, write_atomic  # noqa: E402
+from tools.visualize import draw_tracks
+from main import get_tracking_parser
+from util.device import resolve_device
+from util.fileio import NotWritableError, atomic_path, check_writable_folder, write_atomic
 
 DEFAULT_OUTPUT_DIR = os.path.join("outputs", "track_video")
 FALLBACK_FPS = 25.0
@@ -156,37 +155,6 @@ def boxes_of_lines(lines: Sequence[str]) -> List[Tuple[int, float, float, float,
     return boxes
 
 
-def _temp_video_path(out_path: str, pid: Optional[int] = None) -> str:
-    # Same folder (rename stays atomic) and the same .mp4 ending (OpenCV picks the container by it);
-    # the writer's pid in the name tells a later run whether the writer still runs.
-    folder, name = os.path.split(os.path.abspath(out_path))
-    return os.path.join(folder, f".tmp_{name}.{os.getpid() if pid is None else pid}{Path(name).suffix}")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_temp_videos(out_path: str) -> List[str]:
-    """Remove the temporary videos that killed runs left for `out_path` (their writer is gone)."""
-    folder, name = os.path.split(os.path.abspath(out_path))
-    prefix, suffix = f".tmp_{name}.", Path(name).suffix
-    removed = []
-    for entry in os.listdir(folder) if os.path.isdir(folder) else []:
-        pid = entry[len(prefix):-len(suffix) or None] if entry.startswith(prefix) and entry.endswith(suffix) else ""
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(folder, entry))
-                removed.append(os.path.join(folder, entry))
-    return removed
-
-
 def track_video(video: str, tracker: Tracker, detections: Detections, output_dir: str, chunk_size: int = 8,
                 trail: int = 20, write_video: bool = True, fps: Optional[float] = None, save_det_db: bool = False,
                 progress: bool = True) -> VideoOutputs:
@@ -201,54 +169,52 @@ def track_video(video: str, tracker: Tracker, detections: Detections, output_dir
     os.makedirs(output_dir, exist_ok=True)
     mot_path = os.path.join(output_dir, f"{stem}.txt")
     video_path = os.path.join(output_dir, f"{stem}_tracked.mp4")
-    remove_stale_temp_videos(video_path)
-    tmp_video = _temp_video_path(video_path)
     trails = defaultdict(lambda: deque(maxlen=trail)) if trail > 0 else None
     writer, size, frame, lines = None, None, 0, []
     tracker.reset()  # ids start at 0 for every video
     bar = tqdm(total=count or None, desc=stem, unit="frame", disable=not progress, dynamic_ncols=True)
-    try:
-        for chunk in read_chunks(cap, chunk_size):
-            chunk_dets = detections.for_chunk(chunk, frame + 1)
-            for img_bgr, dets in zip(chunk, chunk_dets):
-                frame += 1
-                h, w = img_bgr.shape[:2]
-                if size is None:
-                    size = (w, h)
-                elif size != (w, h):
-                    raise VideoError(f"{video}: frame {frame} is {w}x{h}, the first frame was "
-                                     f"{size[0]}x{size[1]}")
-                proposals = proposals_from_detections(dets, w, h)
-                frame_lines = mot_lines(tracker.track(tracker.input_tensor(img_bgr), proposals, (h, w)), frame)
-                lines += frame_lines
-                if write_video:
-                    if writer is None:
-                        writer = cv2.VideoWriter(tmp_video, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-                        if not writer.isOpened():
-                            raise VideoError(f"OpenCV cannot write video {video_path} (mp4v codec)")
-                    writer.write(draw_tracks(img_bgr, boxes_of_lines(frame_lines), trails))
-                bar.update(1)
-                bar.set_postfix(tracks=len(frame_lines))
-        if frame == 0:
-            raise VideoError(f"video {video} has no frames (or none that OpenCV can decode)")
-        if count and frame < count:
-            print(f"warning: {video} states {count} frames but only {frame} could be decoded", file=sys.stderr)
-        write_atomic(mot_path, lines)
-        if writer is not None:
-            writer.release()
-            writer = None
-            os.replace(tmp_video, video_path)
-        det_db_path = None
-        if save_det_db and detections.detected:
-            det_db_path = os.path.join(output_dir, f"{stem}_det_db.json")
-            write_atomic(det_db_path, [json.dumps(detections.detected)])
-    finally:
-        bar.close()
-        cap.release()
-        if writer is not None:
-            writer.release()
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_video)
+    with contextlib.ExitStack() as stack:
+        # the video goes to a temporary file, renamed when the block ends without an error
+        tmp_video = stack.enter_context(atomic_path(video_path)) if write_video else None
+        try:
+            for chunk in read_chunks(cap, chunk_size):
+                chunk_dets = detections.for_chunk(chunk, frame + 1)
+                for img_bgr, dets in zip(chunk, chunk_dets):
+                    frame += 1
+                    h, w = img_bgr.shape[:2]
+                    if size is None:
+                        size = (w, h)
+                    elif size != (w, h):
+                        raise VideoError(f"{video}: frame {frame} is {w}x{h}, the first frame was "
+                                         f"{size[0]}x{size[1]}")
+                    proposals = proposals_from_detections(dets, w, h)
+                    frame_lines = mot_lines(tracker.track(tracker.input_tensor(img_bgr), proposals, (h, w)), frame)
+                    lines += frame_lines
+                    if write_video:
+                        if writer is None:
+                            writer = cv2.VideoWriter(tmp_video, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+                            if not writer.isOpened():
+                                raise VideoError(f"OpenCV cannot write video {video_path} (mp4v codec)")
+                        writer.write(draw_tracks(img_bgr, boxes_of_lines(frame_lines), trails))
+                    bar.update(1)
+                    bar.set_postfix(tracks=len(frame_lines))
+            if frame == 0:
+                raise VideoError(f"video {video} has no frames (or none that OpenCV can decode)")
+            if count and frame < count:
+                print(f"warning: {video} states {count} frames but only {frame} could be decoded", file=sys.stderr)
+            write_atomic(mot_path, lines)
+            if writer is not None:
+                writer.release()
+                writer = None   # released before the rename: the container is complete
+            det_db_path = None
+            if save_det_db and detections.detected:
+                det_db_path = os.path.join(output_dir, f"{stem}_det_db.json")
+                write_atomic(det_db_path, [json.dumps(detections.detected)])
+        finally:
+            bar.close()
+            cap.release()
+            if writer is not None:
+                writer.release()
     return VideoOutputs(mot_path, video_path if write_video else None, det_db_path, frame, fps)
 
 

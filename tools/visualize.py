@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from datasets.sequences import IMAGE_EXTENSIONS  # noqa: E402
+from datasets.sequences import IMAGE_EXTENSIONS
+from util.fileio import atomic_path
 
 Box = Tuple[int, float, float, float, float]  # id, x, y, w, h
 
@@ -80,29 +80,27 @@ def render_video(frames: Sequence[Tuple[int, str]], mot_path: str, out_path: str
     """Write the annotated video (mp4) atomically; returns the number of frames written."""
     per_frame = read_mot_file(mot_path)
     trails = defaultdict(lambda: deque(maxlen=max(trail, 1))) if trail > 0 else None
-    folder = os.path.dirname(os.path.abspath(out_path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".tmp_{os.getpid()}_{os.path.basename(out_path)}")
     writer, written = None, 0
-    try:
-        for frame, path in tqdm(frames, desc=os.path.basename(out_path), disable=not progress, leave=False):
-            img = cv2.imread(path, cv2.IMREAD_COLOR)
-            if img is None:
-                raise FileNotFoundError(f"cannot read image {path}")
-            img = draw_tracks(img, per_frame.get(frame, []), trails)
-            if img.shape[1] > max_width:
-                img = cv2.resize(img, (max_width, round(img.shape[0] * max_width / img.shape[1])))
+    with atomic_path(out_path) as tmp:
+        try:
+            for frame, path in tqdm(frames, desc=os.path.basename(out_path), disable=not progress, leave=False):
+                img = cv2.imread(path, cv2.IMREAD_COLOR)
+                if img is None:
+                    raise FileNotFoundError(f"cannot read image {path}")
+                img = draw_tracks(img, per_frame.get(frame, []), trails)
+                if img.shape[1] > max_width:
+                    img = cv2.resize(img, (max_width, round(img.shape[0] * max_width / img.shape[1])))
+                if writer is None:
+                    writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (img.shape[1], img.shape[0]))
+                    if not writer.isOpened():
+                        raise RuntimeError(f"OpenCV cannot write video {out_path}")
+                writer.write(img)
+                written += 1
             if writer is None:
-                writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (img.shape[1], img.shape[0]))
-                if not writer.isOpened():
-                    raise RuntimeError(f"OpenCV cannot write video {out_path}")
-            writer.write(img)
-            written += 1
-        writer.release()
-        os.replace(tmp, out_path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+                raise ValueError(f"no frames to write to {out_path}")
+        finally:
+            if writer is not None:
+                writer.release()   # before the rename: the container is complete
     return written
 
 

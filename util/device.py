@@ -29,7 +29,11 @@ def autocast_context(device: torch.device, amp: str):
 
 
 def dist_rank_world() -> Tuple[int, int]:
-    """(rank, world size) from torchrun (RANK/WORLD_SIZE) or upstream's RLAUNCH_* variables."""
+    """(rank, world size) of this process, the one rank helper: the process group's once one is joined
+    (training), else torchrun's RANK/WORLD_SIZE or upstream's RLAUNCH_* variables (tracking splits
+    the sequences by rank without a process group)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
     rank = int(os.environ.get("RANK", os.environ.get("RLAUNCH_REPLICA", 0)))
     world = int(os.environ.get("WORLD_SIZE", os.environ.get("RLAUNCH_REPLICA_TOTAL", 1)))
     return rank, world

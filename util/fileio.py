@@ -1,12 +1,14 @@
-"""Atomic file writes: a temporary file in the target's folder, renamed when complete, so a crash
-or a kill never leaves a half-written result (a reader sees the old file or the new one)."""
+"""The one atomic file writer: a temporary file in the target's folder, renamed over the target when
+complete, so a crash or a kill never leaves a half-written result (a reader sees the old file or the
+new one) and a failed write leaves no temporary file."""
 import contextlib
 import json
 import os
 import tempfile
-from typing import Iterable, Union
+from typing import Iterable, Iterator, List, Union
 
 TEMP_PREFIX = ".tmp_"
+PathLike = Union[str, os.PathLike]
 
 
 def _umask_mode() -> int:
@@ -15,22 +17,31 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 
 
-def write_atomic(path: Union[str, os.PathLike], content: Union[str, bytes, Iterable[str]]) -> None:
-    """Write text (a string or an iterable of lines) or bytes to `path` atomically, with the
-    permissions a plain `open(path, 'w')` would give."""
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[str]:
+    """A temporary path for writing `path` (a library that wants a file name: torch.save, OpenCV's
+    VideoWriter, savefig). When the block ends, the file is flushed to disk, given the permissions a
+    plain `open(path, 'w')` would, and renamed over `path`; when the block raises, it is removed.
+
+    The temporary name is `TEMP_PREFIX` + the target's name + the writer's pid + a random part, and
+    keeps the target's extension (OpenCV picks the container by it). Before writing, the temporary
+    files of the same target whose writer is no longer running (a killed run) are removed, so every
+    writer cleans up after a kill on its next run."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    # The temporary name starts with the target's name, so a later run can find one a killed run left.
-    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.path.basename(path)}.", suffix=".part", dir=folder)
+    name = os.path.basename(path)
+    remove_orphaned_temp_files(folder, name)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{name}.{os.getpid()}.",
+                               suffix=f".part{os.path.splitext(name)[1]}", dir=folder)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb" if isinstance(content, bytes) else "w") as f:
-            if isinstance(content, (str, bytes)):
-                f.write(content)
-            else:
-                f.writelines(content)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
@@ -39,12 +50,46 @@ def write_atomic(path: Union[str, os.PathLike], content: Union[str, bytes, Itera
         raise
 
 
-def write_json_atomic(path: Union[str, os.PathLike], obj, indent: Union[int, None] = 2, **dumps_kwargs) -> None:
+def write_atomic(path: PathLike, content: Union[str, bytes, Iterable[str]]) -> None:
+    """Write text (a string or an iterable of lines) or bytes to `path` atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb" if isinstance(content, bytes) else "w") as f:
+            if isinstance(content, (str, bytes)):
+                f.write(content)
+            else:
+                f.writelines(content)
+
+
+def write_json_atomic(path: PathLike, obj, indent: Union[int, None] = 2, **dumps_kwargs) -> None:
     write_atomic(path, json.dumps(obj, indent=indent, **dumps_kwargs) + ("\n" if indent is not None else ""))
 
 
-def stale_temp_files(folder: str, name: str):
-    """Temporary files a killed `write_atomic(folder/name, ...)` left behind."""
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # running, as another user
+        return True
+    return True
+
+
+def remove_orphaned_temp_files(folder: str, name: str) -> List[str]:
+    """Remove the temporary files of writes of `folder/name` whose writer process is gone; returns them.
+    A temporary file of a writer that still runs (another process) is kept."""
+    removed = []
+    for tmp in stale_temp_files(folder, name):
+        pid = os.path.basename(tmp)[len(TEMP_PREFIX) + len(name) + 1:].split(".", 1)[0]
+        if pid.isdigit() and (int(pid) == os.getpid() or _pid_running(int(pid))):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+            removed.append(tmp)
+    return removed
+
+
+def stale_temp_files(folder: str, name: str) -> List[str]:
+    """Temporary files a killed write of `folder/name` left behind."""
     prefix = f"{TEMP_PREFIX}{name}."
     if not os.path.isdir(folder):
         return []

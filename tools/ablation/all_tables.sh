@@ -12,15 +12,10 @@
 # tracked by an earlier run (same settings) are not tracked again. ONE_PASS=0 runs the scripts
 # row by row instead (20 full passes).
 set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-source "$HERE/common.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 ablation_init all "$@"
-ALL_TABLES_PASS=1
-for script in table2_modules.sh table3_density.sh table4_ofs.sh table5_memory_size.sh table6_tau.sh \
-              alpha_sweep.sh presets.sh gap_reg_sweep.sh; do
-    # Each script's rows, collected into this run (its ablation_init/finish_tables only name the table).
-    source "$HERE/$script"
+for TABLE in $(tables tables); do
+    table_rows
 done
-ALL_TABLES_PASS=0
 TABLE=all
 finish_tables

@@ -21,7 +21,8 @@
 #                                                i.e. results/tables.md)
 #   NUM_GPUS    1: python submit_dance.py; N > 1: $PYTHON -m torch.distributed.run
 #               --nproc_per_node N submit_dance.py (torchrun; sequences are split by rank)  (default 1)
-#   PYTHON      interpreter                     (default: python)
+#   PYTHON      interpreter                     (default: the repository's .venv/bin/python when it
+#               exists, else python3)
 #   BASE_ARGS   MOTRv2 flags file               (default: configs/motrv2.args)
 #   EXTRA_ARGS  appended to every submit_dance.py call, e.g. "--device cpu --num_workers 0"
 #   MEMORY_PRESET  official (the authors' code, default) or paper: the preset of every memory row
@@ -32,6 +33,9 @@
 #               (submit_dance.py --variants: each frame decoded and encoded once, a tracker per row;
 #               about the cost of one run plus a decoder per row); 0: one submit_dance.py run per row
 #   DRY_RUN=1   print the commands, run nothing
+#
+# Each table's rows (name, flags, the paper's figures) are defined once, in tools/ablation/tables.py;
+# the scripts read them from there (`$PYTHON -m tools.ablation.tables rows TABLE`).
 #
 # Relative paths given by you are relative to the folder you run the script from; the defaults
 # are relative to the repository root. Nothing here depends on the current folder.
@@ -49,13 +53,6 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 CALLER_PWD="$PWD"
 cd "$REPO_ROOT"
 
-# The authors' TF-SASM settings (zigonk/TF-SASM configs/motrv2_sam_feat_selector.args and
-# tools/simple_inference.sh); rows of the tables change one of them.
-tfsasm_defaults() {
-    TFSASM_DEFAULTS=(--memory sparse --memory_preset "$MEMORY_PRESET" --ofs min_iou --memory_size 10
-                     --memory_tau 0.1 --memory_alpha 0.5 --memory_max_frame_gap 10)
-}
-
 die() {
     echo "error: $*" >&2
     exit 2
@@ -71,9 +68,24 @@ absolute_from() {
     fi
 }
 
+default_python() {
+    if [[ -x "$REPO_ROOT/.venv/bin/python" ]]; then
+        printf '%s\n' "$REPO_ROOT/.venv/bin/python"
+    else
+        printf '%s\n' python3
+    fi
+}
+
+# tables ARGS...: tools/ablation/tables.py (the rows' one home)
+tables() {
+    "$PYTHON" -m tools.ablation.tables "$@"
+}
+
 usage() {
-    # The calling script's header comment, then the shared options above.
+    # The calling script's header comment, its rows, then the shared options above.
     sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$SCRIPT_PATH"
+    echo
+    tables describe "$TABLE"
     echo
     sed -n '1,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$REPO_ROOT/tools/ablation/common.sh"
 }
@@ -82,8 +94,7 @@ usage() {
 ablation_init() {
     TABLE="$1"
     shift
-    # Inside all_tables.sh the inputs were read once; a table script only names its table.
-    if [[ "${ALL_TABLES_PASS:-0}" == 1 ]]; then return 0; fi
+    PYTHON="${PYTHON:-$(default_python)}"
     SCRIPT_PATH="$(absolute_from "${BASH_SOURCE[1]}" "$CALLER_PWD")"
     if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
         usage
@@ -111,7 +122,6 @@ ablation_init() {
     if [[ -n "${BASE_ARGS:-}" ]]; then BASE_ARGS="$(absolute_from "$BASE_ARGS" "$CALLER_PWD")"
     else BASE_ARGS="$REPO_ROOT/configs/motrv2.args"; fi
     NUM_GPUS="${NUM_GPUS:-1}"
-    PYTHON="${PYTHON:-python}"
     MEMORY_PRESET="${MEMORY_PRESET:-official}"
     DRY_RUN="${DRY_RUN:-0}"
     DATASET="${DATASET:-dancetrack}"
@@ -135,18 +145,15 @@ ablation_init() {
     read -r -a EXTRA <<<"${EXTRA_ARGS:-}"
     # EXTRA_ARGS' tracker/memory flags (each takes one value) follow a row's own flags, as they do in
     # a row-by-row command line; in the one pass they go on every variant line, the rest on the command.
+    # Which flags are the tracker's comes from its config dataclass (tables.py split-extra).
     EXTRA_TRACKER=()
     EXTRA_RUN=()
-    local i=0
-    while ((i < ${#EXTRA[@]})); do
-        if [[ "${EXTRA[i]}" =~ ^--(memory[a-z_]*|ofs|score_threshold|update_score_threshold|miss_tolerance|track_nms_iou|area_threshold)$ ]]; then
-            EXTRA_TRACKER+=("${EXTRA[i]}" "${EXTRA[i + 1]:-}")
-            i=$((i + 2))
-        else
-            EXTRA_RUN+=("${EXTRA[i]}")
-            i=$((i + 1))
-        fi
-    done
+    if ((${#EXTRA[@]})); then
+        local split
+        split="$(tables split-extra "${EXTRA[@]}")" || die "cannot sort EXTRA_ARGS into tracker and other flags"
+        read -r -a EXTRA_TRACKER <<<"$(sed -n 1p <<<"$split")"
+        read -r -a EXTRA_RUN <<<"$(sed -n 2p <<<"$split")"
+    fi
     read -r -a SEQ_LIST <<<"${SEQS:-}"
     read -r -a ONLY_LIST <<<"${ONLY:-}"
     [[ "$NUM_GPUS" =~ ^[1-9][0-9]*$ ]] || die "NUM_GPUS must be a positive integer, got '$NUM_GPUS'"
@@ -179,11 +186,11 @@ ablation_init() {
     PENDING_KEYS=()
     PENDING_LINES=()
     SEQS_EXPECTED=()
+    # a dry run too, so that it shows which rows a real run would reuse (none without the data)
+    mapfile -t SEQS_EXPECTED < <(expected_sequences)
     if [[ "$DRY_RUN" != 1 ]]; then
-        mapfile -t SEQS_EXPECTED < <(expected_sequences)
         ((${#SEQS_EXPECTED[@]})) || die "no sequences (folders with img1/) in $GT_DIR"
     fi
-    tfsasm_defaults
     echo "== $TABLE: $(basename "$SCRIPT_PATH")"
     echo "   repo      $REPO_ROOT"
     echo "   CKPT      $CKPT"
@@ -192,34 +199,6 @@ ablation_init() {
     echo "   OUT       $OUT   (tables: $TABLES)"
     echo "   BASE_ARGS $BASE_ARGS   EXTRA_ARGS ${EXTRA[*]:-}"
     echo "   NUM_GPUS  $NUM_GPUS   MEMORY_PRESET $MEMORY_PRESET"
-}
-
-# tfsasm --flag value ...: the authors' TF-SASM flags with these ones changed (or added), in
-# VARIANT_FLAGS. Keeps each command free of repeated flags.
-tfsasm() {
-    local -A override=()
-    local -a order=()
-    while (($#)); do
-        (($# >= 2)) || die "tfsasm: flag '$1' has no value"
-        [[ -v "override[$1]" ]] || order+=("$1")
-        override[$1]="$2"
-        shift 2
-    done
-    VARIANT_FLAGS=()
-    local i flag
-    for ((i = 0; i < ${#TFSASM_DEFAULTS[@]}; i += 2)); do
-        flag="${TFSASM_DEFAULTS[i]}"
-        if [[ -v "override[$flag]" ]]; then
-            VARIANT_FLAGS+=("$flag" "${override[$flag]}")
-            unset "override[$flag]"
-        else
-            VARIANT_FLAGS+=("$flag" "${TFSASM_DEFAULTS[i + 1]}")
-        fi
-    done
-    for flag in "${order[@]}"; do
-        if [[ -v "override[$flag]" ]]; then VARIANT_FLAGS+=("$flag" "${override[$flag]}"); fi
-    done
-    return 0
 }
 
 print_command() {
@@ -248,6 +227,28 @@ expected_sequences() {
     return 0
 }
 
+# table_rows: run_variant for every row of TABLE (tables.py rows: NAME FLAGS... a line).
+table_rows() {
+    local listing line
+    listing="$(tables rows "$TABLE" --memory_preset "$MEMORY_PRESET")" || die "no rows for table $TABLE"
+    local -a words
+    while IFS= read -r line; do
+        read -r -a words <<<"$line"
+        run_variant "${words[@]}"
+    done <<<"$listing"
+}
+
+# run_key SETTINGS...: the run folder's name, a hash of the settings and of the checkpoint's and
+# det_db's size and mtime (a dry run without them hashes what there is: no real run has that key).
+run_key() {
+    { printf '%s\0' "$@"; stat -L -c '%s %Y' "$CKPT" "$DET_DB" 2>/dev/null || true; } | sha256sum | cut -c1-12
+}
+
+# write_file FILE: standard input to FILE, atomically (util/fileio.py, through tables.py).
+write_file() {
+    tables write "$1"
+}
+
 # run_variant NAME FLAGS...: the row NAME of TABLE is BASE_ARGS + FLAGS + EXTRA_ARGS on the split,
 # tracked into OUT/TABLE/NAME (a link to the shared run folder) and scored into its eval.json.
 # ONE_PASS=1 (default): rows are collected and finish_tables tracks every row still missing a
@@ -267,46 +268,50 @@ run_variant() {
     local -a args=("${settings[@]}" --output_dir "$OUT/$TABLE" --exp_name "$name")
     echo
     echo "-- $TABLE/$name: $*"
-    if [[ "$DRY_RUN" == 1 ]]; then
-        if [[ "$ONE_PASS" == 1 ]]; then
-            PENDING_LINES+=("$name $* ${EXTRA_TRACKER[*]}")
-        else
-            print_command "${LAUNCH[@]}" submit_dance.py "${args[@]}"
-        fi
-        print_command "${EVAL_CMD[@]}" --tracker_folder "$row" --json "$row/eval.json"
-        return 0
-    fi
-
-    # One folder per distinct setting, OUT/runs/<key>, keyed by the settings' text and the
-    # checkpoint's and det_db's size and mtime; the row is a relative link to it.
+    # One folder per distinct setting, OUT/runs/<key>; the row is a relative link to it.
     local key run
-    key="$({ printf '%s\0' "${settings[@]}"; stat -L -c '%s %Y' "$CKPT" "$DET_DB"; } |
-           sha256sum | cut -c1-12)"
+    key="$(run_key "${settings[@]}")"
     run="$OUT/runs/$key"
-    mkdir -p "$run" "$OUT/$TABLE"
-    if [[ ! -f "$run/command.txt" ]]; then
-        { printf '%q ' submit_dance.py "${args[@]}"; echo; } >"$run/command.txt.tmp"
-        mv -f "$run/command.txt.tmp" "$run/command.txt"
+    if [[ "$DRY_RUN" != 1 ]]; then
+        mkdir -p "$run" "$OUT/$TABLE"
+        if [[ ! -f "$run/command.txt" ]]; then
+            { printf '%q ' submit_dance.py "${args[@]}"; echo; } | write_file "$run/command.txt"
+        fi
+        if [[ -e "$row" && ! -L "$row" ]]; then
+            die "$row exists and is not a link made by these scripts; move it away"
+        fi
+        ln -sfn "../runs/$key" "$row"
+        ROWS+=("$row")
     fi
-    if [[ -e "$row" && ! -L "$row" ]]; then
-        die "$row exists and is not a link made by these scripts; move it away"
-    fi
-    ln -sfn "../runs/$key" "$row"
     echo "   run folder: $run"
-    ROWS+=("$row")
 
-    if run_complete "$run"; then
+    if ((${#SEQS_EXPECTED[@]})) && run_complete "$run"; then
         echo "   all ${#SEQS_EXPECTED[@]} sequences tracked already (same settings)"
     elif [[ "$ONE_PASS" == 1 ]]; then
-        [[ " ${PENDING_KEYS[*]:-} " == *" $key "* ]] ||
-            { PENDING_KEYS+=("$key"); PENDING_LINES+=("$key $* ${EXTRA_TRACKER[*]}"); }
-        echo "   tracked in the one pass at the end (variant $key)"
+        if [[ " ${PENDING_KEYS[*]:-} " == *" $key "* ]]; then
+            echo "   tracked in the one pass at the end (variant $key, as an earlier row)"
+        else
+            PENDING_KEYS+=("$key")
+            local line="$key $*"
+            if ((${#EXTRA_TRACKER[@]})); then line+=" ${EXTRA_TRACKER[*]}"; fi
+            PENDING_LINES+=("$line")
+            echo "   tracked in the one pass at the end (variant $key)"
+        fi
+    elif [[ " ${PENDING_KEYS[*]:-} " == *" $key "* ]]; then
+        echo "   tracked above (same settings)"
     else
+        PENDING_KEYS+=("$key")
         print_command "${LAUNCH[@]}" submit_dance.py "${args[@]}"
-        "${LAUNCH[@]}" submit_dance.py "${args[@]}"
-        run_complete "$run" || die "submit_dance.py finished but $run lacks a sequence's result"
+        if [[ "$DRY_RUN" != 1 ]]; then
+            "${LAUNCH[@]}" submit_dance.py "${args[@]}"
+            run_complete "$run" || die "submit_dance.py finished but $run lacks a sequence's result"
+        fi
     fi
-    if [[ "$ONE_PASS" != 1 ]]; then score_row "$row"; fi
+    if [[ "$DRY_RUN" == 1 ]]; then
+        print_command "${EVAL_CMD[@]}" --tracker_folder "$row" --json "$row/eval.json"
+    elif [[ "$ONE_PASS" != 1 ]]; then
+        score_row "$row"
+    fi
     return 0
 }
 
@@ -334,9 +339,7 @@ score_row() {
     if ((stale)); then
         local -a cmd=("${EVAL_CMD[@]}" --tracker_folder "$row" --json "$row/eval.json")
         if ((${#SEQ_LIST[@]})); then
-            printf 'name\n' >"$run/seqmap.txt.tmp"
-            printf '%s\n' "${SEQ_LIST[@]}" >>"$run/seqmap.txt.tmp"
-            mv -f "$run/seqmap.txt.tmp" "$run/seqmap.txt"
+            printf 'name\n%s\n' "${SEQ_LIST[@]}" | write_file "$run/seqmap.txt"
             cmd+=(--seqmap "$row/seqmap.txt")
         fi
         print_command "${cmd[@]}"
@@ -359,9 +362,7 @@ track_pending() {
         print_command "${LAUNCH[@]}" submit_dance.py "${base[@]}" --variants "$file"
         return 0
     fi
-    mkdir -p "$OUT/runs"
-    printf '%s\n' "${PENDING_LINES[@]}" >"$file.tmp"
-    mv -f "$file.tmp" "$file"
+    printf '%s\n' "${PENDING_LINES[@]}" | write_file "$file"
     print_command "${LAUNCH[@]}" submit_dance.py "${base[@]}" --variants "$file"
     "${LAUNCH[@]}" submit_dance.py "${base[@]}" --variants "$file"
     local key
@@ -372,13 +373,12 @@ track_pending() {
 
 # Track what is pending (one pass), score every row, collect every table into TABLES.
 finish_tables() {
-    if [[ "${ALL_TABLES_PASS:-0}" == 1 ]]; then return 0; fi
     track_pending
     local row
     if [[ "$ONE_PASS" == 1 && "$DRY_RUN" != 1 ]]; then
         for row in "${ROWS[@]}"; do score_row "$row"; done
     fi
-    local -a cmd=("$PYTHON" tools/make_tables.py --results "$OUT" --out "$TABLES")
+    local -a cmd=("$PYTHON" -m tools.make_tables --results "$OUT" --out "$TABLES")
     echo
     if [[ "$DRY_RUN" == 1 ]]; then
         print_command "${cmd[@]}"
