@@ -86,7 +86,8 @@ class Tracker:
         """Advance this tracker by one frame on `features` (the network's encoding of the frame)."""
         self.tracks = frame_step(self.network, features, proposals, self.tracks, ori_size=ori_size, ids=self.ids,
                                  memory=self.memory, update_threshold=self.config.update_score_threshold)
-        return select_output(self.tracks, self.config.score_threshold, self.config.area_threshold)
+        return select_output(self.tracks, self.config.score_threshold, self.config.area_threshold,
+                             self.config.public_protocol)
 
     def track(self, image: torch.Tensor, proposals: Optional[torch.Tensor], ori_size: Tuple[int, int]) -> FrameTracks:
         """One frame from the model input: `image` normalised `[1, 3, h, w]`, `proposals` `[n, 5]`

@@ -137,10 +137,9 @@ ablation_init() {
     fi
     # --dataset flags only off the default, so that DanceTrack runs keep their run folders (keys)
     DATASET_FLAGS=()
-    EVAL_FLAGS=()
+    EVAL_FLAGS=(--benchmark "$DATASET")
     if [[ "$DATASET" != dancetrack ]]; then
         DATASET_FLAGS=(--dataset "$DATASET")
-        EVAL_FLAGS=(--benchmark "$DATASET")
         if [[ -n "$copies" ]]; then DATASET_FLAGS+=(--mot17_copy "$MOT17_COPY"); fi
     fi
     read -r -a EXTRA <<<"${EXTRA_ARGS:-}"
