@@ -213,9 +213,9 @@ def test_bad_arguments_fail_before_any_work(tmp_path):
     with pytest.raises(CompareInputError, match="--max_images"):
         compare(str(MINI), {"A": str(tmp_path)}, str(tmp_path / "r"), max_images=-1)
     assert not (tmp_path / "r").exists()
-    proc = subprocess.run([sys.executable, "tools/compare.py", "--gt_folder", str(MINI), "--trackers", "A",
-                           "-o", str(tmp_path / "r")], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1 and proc.stderr.strip().count("\n") == 0 and "NAME=DIR" in proc.stderr
+    proc = subprocess.run([sys.executable, "tools/compare.py", "--gt_folder", str(MINI), "--benchmark", "mot17",
+                           "--trackers", "A", "-o", str(tmp_path / "r")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "NAME=DIR" in proc.stderr
 
 
 def _browser():

@@ -30,6 +30,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from datasets import registry
 from tools.evaluate import EvaluationInputError, discover_sequences, evaluate
 from tools.report.matching import ABSENT, SequenceMatch, cover_runs, replay_clear
 from util.fileio import write_atomic, write_json_atomic
@@ -248,9 +249,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
                     "and the id switches / fragmentations one tracker had and another did not, as a static "
                     "HTML report (index.html, report.json).")
     parser.add_argument("--gt_folder", required=True, help="split folder holding <seq>/gt/gt.txt and seqinfo.ini")
-    parser.add_argument("--benchmark", default=None,
-                        help="scoring rules, passed to tools/evaluate.py as its --benchmark "
-                             "(default: inferred from the folder, as there)")
+    parser.add_argument("--benchmark", required=True, choices=registry.NAMES,
+                        help="scoring rules by name (datasets/registry.py), as tools/evaluate.py takes them")
     parser.add_argument("--trackers", nargs="+", required=True, metavar="NAME=DIR",
                         help="result folders (<seq>.txt each) and the names to show them under")
     parser.add_argument("--seqs", nargs="+", default=None, help="sequences to compare (default: every one)")
@@ -283,8 +283,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         report = compare(args.gt_folder, trackers, args.output, benchmark=args.benchmark, seqs=args.seqs,
                          images=args.images, window=args.window, max_images=args.max_images)
     except (CompareInputError, EvaluationInputError) as err:
-        print(f"compare.py: error: {err}".replace("\n", " "), file=sys.stderr)
-        return 1
+        print(f"error: {err}".replace("\n", " "), file=sys.stderr)
+        return 2
     print(summary(report))
     print(f"wrote {Path(args.output) / 'index.html'} and report.json")
     return 0
