@@ -130,8 +130,8 @@ class NotUTF8Error(ValueError):
     """A text file with bytes that are not UTF-8; the message is `FILE:LINE: not UTF-8 text (...)`."""
 
     def __init__(self, path: str, line: int, detail: str):
-        self.path, self.line = path, line
-        super().__init__(f"{path}:{line}: not UTF-8 text ({detail})")
+        self.path, self.line, self.what = path, line, f"not UTF-8 text ({detail})"
+        super().__init__(f"{path}:{line}: {self.what}")
 
 
 def read_text(path: PathLike) -> str:
