@@ -141,13 +141,15 @@ def read_sequence(mot_path: str, relpath: str) -> TrackingSequence:
 # decodes with a grey-filled bottom and only a libjpeg warning on stderr; this test catches it.
 _JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
 _PNG_START, _PNG_END = b"\x89PNG", b"IEND\xaeB`\x82"
-_TAIL = 64
+_TAIL = 4096  # bytes read from the end: room for padding
 
 
 def truncation(head: bytes, tail: bytes) -> Optional[str]:
     """Why a file with these first and last bytes is incomplete (None: it is not, or the format is not
     one whose end is marked). Trailing zero bytes (padding some cameras write) are allowed."""
     tail = tail.rstrip(b"\x00")
+    if not tail:  # nothing but padding in reach: cannot tell, do not refuse
+        return None
     if head.startswith(_JPEG_START) and not tail.endswith(_JPEG_END):
         return "truncated JPEG: no end-of-image marker"
     if head.startswith(_PNG_START) and not tail.endswith(_PNG_END):

@@ -132,7 +132,7 @@ def find_frame_sequences(folders: Sequence[Path], root: Path) -> List[SequenceFr
 
 def _read_and_prepare(path: Path, test_size: Tuple[int, int]) -> Tuple[np.ndarray, float]:
     data = np.fromfile(str(path), dtype=np.uint8)
-    why = truncation(data[:8].tobytes(), data[-64:].tobytes())  # libjpeg would only warn, grey-filling it
+    why = truncation(data[:8].tobytes(), data[-4096:].tobytes())  # libjpeg would only warn, grey-filling it
     image = None if why else cv2.imdecode(data, cv2.IMREAD_COLOR)
     if image is None:
         raise SequenceError(f"cannot decode image ({why or 'corrupt or unsupported'}): {path}")
@@ -273,7 +273,10 @@ def main(argv: Optional[Sequence[str]] = None, model=None) -> Dict[str, List[str
     try:
         return _run(args, model)
     except (CheckpointError, DetDBError, SequenceError, FileNotFoundError, NotWritableError, ValueError) as exc:
-        raise SystemExit(f"error: {exc}") from None
+        # One line: a key listing (indented deeper) is left out, its counts kept.
+        lines = str(exc).splitlines() or [""]
+        summary = [lines[0]] + [line.strip() for line in lines[1:] if line.startswith("  ") and line[2:3] != " "]
+        raise SystemExit(f"error: {' '.join(summary)}") from None
 
 
 def _run(args, model=None) -> Dict[str, List[str]]:

@@ -26,7 +26,7 @@ class ArgumentParser(argparse.ArgumentParser):
     without the usage text (`--help` still prints it)."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"{one_line(message)} (--help: usage)", file=sys.stderr)
+        print(f"{one_line(message)} (see --help)", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
 
 
