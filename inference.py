@@ -10,19 +10,21 @@ import contextlib
 import copy
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence
 
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from datasets.det_db import DetDBError, det_db_key, load_det_db
+from datasets.det_db import DetDBError, det_db_key, load_det_db, parse_det_db_frames
 from datasets.layouts import split_from_args
-from datasets.sequences import SequenceError, SequenceFrames, TrackingSequence, collate_single
+from datasets.sequences import (CorruptImageError, SequenceError, SequenceFrames, TrackingSequence, check_images,
+                                collate_single)
 from models.config import add_memory_args, add_tracker_args, tracker_flags
 from models.tracker import Tracker, TrackerConfig, build_network, mot_lines, track_frame
 from util.device import dist_rank_world, rank_device, resolve_device
-from util.fileio import stale_temp_files, write_atomic
+from util.fileio import check_writable_folder, read_text, stale_temp_files, write_atomic
 
 
 class VariantError(ValueError):
@@ -64,13 +66,19 @@ def read_variants(path: str, base: argparse.Namespace, parser: argparse.Argument
     allowed = {f.dest: f.flag for f in tracker_flags()}
     line_parser = _line_parser(parser)
     variants: List[Variant] = []
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().splitlines()
+    try:
+        lines = read_text(path).splitlines()
+    except ValueError as exc:  # not UTF-8: the message names the file and line
+        raise VariantError(str(exc)) from None
     for lineno, text in enumerate(lines, start=1):
         words = text.split("#", 1)[0].split()
         if not words:
             continue
         name, flags = words[0], words[1:]
+        asks_help = next((w for w in flags if w in ("-h", "--help")), None)
+        if asks_help:  # argparse would print the help and exit 0 in the middle of the run
+            raise VariantError(f"{path}:{lineno}: {asks_help} is not a tracker or memory flag; a variant may set "
+                               f"only those: {', '.join(f.flag for f in tracker_flags())}")
         if not _NAME.fullmatch(name):
             raise VariantError(f"{path}:{lineno}: variant name {name!r}: letters, digits and _ . + - only "
                                "(it is a folder name), starting with a letter or digit")
@@ -124,15 +132,30 @@ def remove_stale_temps(out_dir: str, names: Iterable[str]) -> List[str]:
     return [os.path.basename(p) for p in stale]
 
 
-def check_det_db_covers(det_db, det_db_path: str, sequences: Iterable[TrackingSequence]) -> None:
-    """Fail before tracking anything when a frame has no det_db entry (--missing_detections error)."""
+def check_det_db_covers(det_db, det_db_path: str, sequences: Iterable[TrackingSequence],
+                        missing_detections: str = "error") -> None:
+    """Before tracking anything: a frame without a det_db entry is an error (--missing_detections error);
+    with 'empty', a sequence with more than half of its frames without one warns with the count, and a
+    det_db none of whose keys is a frame to be tracked warns with an example of each."""
+    sequences = list(sequences)
+    found = 0
     for seq in sequences:
-        missing = [key for key in (det_db_key(rel) for _, rel in seq.frames) if key not in det_db]
-        if missing:
+        keys = [det_db_key(rel) for _, rel in seq.frames]
+        missing = [key for key in keys if key not in det_db]
+        found += len(keys) - len(missing)
+        if missing and missing_detections == "error":
             raise DetDBError(
                 f"{det_db_path} has no entry for {len(missing)} of the {len(seq.frames)} frames of "
                 f"{seq.relpath}, first {missing[0]!r} (use --missing_detections empty to track such "
                 "frames without proposals)")
+        if 2 * len(missing) > len(keys):
+            warnings.warn(f"{det_db_path} has no entry for {len(missing)} of the {len(keys)} frames of "
+                          f"{seq.relpath} (first {missing[0]!r}): they are tracked without proposals")
+    if sequences and found == 0:
+        example = next(iter(det_db), None)
+        warnings.warn(f"none of the keys of {det_db_path} is a frame to be tracked: its keys look like "
+                      f"{example!r}, the frames' like {det_db_key(sequences[0].frames[0][1])!r} (relative to "
+                      "--mot_path); every frame is tracked without proposals")
 
 
 def resolve_det_db(args) -> str:
@@ -140,6 +163,21 @@ def resolve_det_db(args) -> str:
     if os.path.isabs(args.det_db) or os.path.isfile(args.det_db):
         return args.det_db
     return os.path.join(args.mot_path, args.det_db)
+
+
+def prepare_sequences(args, layout, names: Sequence[str]) -> tuple:
+    """Everything that can be checked without tracking, before the first frame: every sequence's
+    folder, every image's header (size, channels, truncation), the det_db's coverage of the frames
+    and every one of its lines for them. Returns ({name: sequence}, {det_db key: [n, 5] proposals})."""
+    sequences = dict(zip(names, layout.read_all(names)))
+    policy = getattr(args, "corrupt_frames", "error")
+    for seq in sequences.values():
+        check_images(seq.root or args.mot_path, seq, policy)
+    det_db_path = resolve_det_db(args)
+    det_db = load_det_db(det_db_path)
+    check_det_db_covers(det_db, det_db_path, sequences.values(), args.missing_detections)
+    keys = (det_db_key(rel) for seq in sequences.values() for _, rel in seq.frames)
+    return sequences, parse_det_db_frames(det_db, keys, det_db_path)
 
 
 class _ErrorsAsItems(Dataset):
@@ -160,9 +198,10 @@ class _ErrorsAsItems(Dataset):
 
 
 def track_sequence(trackers: Sequence[Tracker], frames: SequenceFrames, num_workers: int = 2,
-                   progress: bool = True) -> List[List[str]]:
+                   progress: bool = True, skip_corrupt: bool = False) -> List[List[str]]:
     """Track one sequence with every tracker at once; returns each tracker's MOTChallenge lines.
-    Frames are decoded by DataLoader workers while the model runs."""
+    Frames are decoded by DataLoader workers while the model runs. `skip_corrupt`: a frame that does
+    not decode is left out with a warning (else its error is raised)."""
     for tracker in trackers:
         tracker.reset()  # ids start at 0 in every sequence: results do not depend on sequence order
     device = trackers[0].device
@@ -172,6 +211,9 @@ def track_sequence(trackers: Sequence[Tracker], frames: SequenceFrames, num_work
     desc = frames.seq.name if len(trackers) == 1 else f"{frames.seq.name} x{len(trackers)} variants"
     bar = tqdm(loader, desc=desc, unit="frame", disable=not progress, leave=False, dynamic_ncols=True)
     for item in bar:
+        if isinstance(item, CorruptImageError) and skip_corrupt:
+            warnings.warn(f"{item}; frame left out (--corrupt_frames skip)")
+            continue
         if isinstance(item, Exception):
             raise item
         outputs = track_frame(trackers, item["image"][None], item["proposals"], item["ori_size"])
@@ -191,6 +233,8 @@ def run(args, variants: Optional[List[Variant]] = None, progress: bool = True) -
     layout = split_from_args(args)  # --dataset / --split / --split_dir / --mot17_copy / --seqs
     names = layout.names[rank::world]
     files = {v.name: [os.path.join(v.out_dir, f"{n}.txt") for n in names] for v in variants}
+    for v in variants:  # a read-only folder or a full disk is found before any work, not after a sequence
+        check_writable_folder(v.out_dir)
     todo: Dict[str, List[Variant]] = {}
     skipped = 0
     for v in variants:
@@ -213,19 +257,23 @@ def run(args, variants: Optional[List[Variant]] = None, progress: bool = True) -
         return files
     # Everything that can be checked without tracking is checked first: no error after hours of work.
     order = [n for n in names if n in todo]
-    sequences = dict(zip(order, layout.read_all(order)))
-    det_db_path = resolve_det_db(args)
-    det_db = load_det_db(det_db_path)
-    if args.missing_detections == "error":
-        check_det_db_covers(det_db, det_db_path, sequences.values())
+    sequences, proposals = prepare_sequences(args, layout, order)
     network = build_network(argparse.Namespace(**{**vars(args), "device": str(device)}))
     trackers = {v.name: Tracker(network, v.config, device=device, amp=args.amp,
                                 input_size=(args.val_width, args.val_max_size)) for v in variants}
+    empty: Dict[str, List[str]] = {}
     for name in tqdm(order, desc="sequences", unit="seq", disable=not progress or rank != 0 or len(order) == 1):
-        frames = SequenceFrames(args.mot_path, sequences[name], det_db, args.missing_detections,
+        frames = SequenceFrames(args.mot_path, sequences[name], proposals, args.missing_detections,
                                 short=args.val_width, long_max=args.val_max_size)
         pending = todo[name]
-        results = track_sequence([trackers[v.name] for v in pending], frames, args.num_workers, progress)
+        results = track_sequence([trackers[v.name] for v in pending], frames, args.num_workers, progress,
+                                 skip_corrupt=getattr(args, "corrupt_frames", "error") == "skip")
         for v, lines in zip(pending, results):
             write_atomic(os.path.join(v.out_dir, f"{name}.txt"), lines)
+            if not lines:
+                empty.setdefault(v.out_dir, []).append(name)
+    for out_dir, seqs in empty.items():  # said at the end, where it is read
+        warnings.warn(f"{len(seqs)} sequence(s) got no box at all in {out_dir}: "
+                      f"{', '.join(seqs)} (empty result files: check the det_db, --score_threshold and the "
+                      "checkpoint)")
     return files

@@ -17,7 +17,10 @@ import warnings
 from typing import Dict, List
 
 from datasets.layouts import add_dataset_args
+from datasets.sequences import CORRUPT_FRAME_POLICIES
 from models.config import add_device_args, add_inference_args, add_memory_args, add_network_args, add_tracker_args
+from util.cli import ArgumentParser
+from util.flags import checked, non_negative, positive
 
 # Upstream flags that do nothing here, with the values that are no-ops upstream too (no warning).
 # --meta_arch motr is in every upstream config: it selects the model this code base always builds.
@@ -37,40 +40,40 @@ INERT_FLAGS: Dict[str, tuple] = {
 def _add_training_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("optimisation")
     a = g.add_argument
-    a("--lr", default=2e-4, type=float)
+    a("--lr", default=2e-4, type=checked(float, non_negative))
     a("--lr_backbone_names", default=["backbone.0"], type=str, nargs="+")
     a("--lr_linear_proj_names", default=["reference_points", "sampling_offsets"], type=str, nargs="+")
-    a("--lr_linear_proj_mult", default=0.1, type=float)
-    a("--batch_size", default=2, type=int)
-    a("--weight_decay", default=1e-4, type=float)
-    a("--epochs", default=50, type=int)
-    a("--lr_drop", default=40, type=int)
-    a("--save_period", default=50, type=int)
-    a("--lr_drop_epochs", default=None, type=int, nargs="+")
-    a("--clip_max_norm", default=0.1, type=float, help="gradient clipping max norm")
+    a("--lr_linear_proj_mult", default=0.1, type=checked(float, non_negative))
+    a("--batch_size", default=2, type=checked(int, positive))
+    a("--weight_decay", default=1e-4, type=checked(float, non_negative))
+    a("--epochs", default=50, type=checked(int, non_negative))
+    a("--lr_drop", default=40, type=checked(int, positive))
+    a("--save_period", default=50, type=checked(int, positive))
+    a("--lr_drop_epochs", default=None, type=checked(int, positive), nargs="+")
+    a("--clip_max_norm", default=0.1, type=checked(float, non_negative), help="gradient clipping max norm")
     a("--sgd", action="store_true")
     g = parser.add_argument_group("data and run")
     a = g.add_argument
     a("--output_dir", default="", help="where to save; empty for no saving")
-    a("--seed", default=42, type=int)
-    a("--start_epoch", default=0, type=int, metavar="N")
-    a("--num_workers", default=2, type=int)
+    a("--seed", default=42, type=checked(int, non_negative))
+    a("--start_epoch", default=0, type=checked(int, non_negative), metavar="N")
+    a("--num_workers", default=2, type=checked(int, non_negative))
     a("--pretrained", default=None, help="weights to start training from (model only)")
     a("--mot_path", default="data", type=str, help="data root (DanceTrack/<split>/... below it)")
     a("--det_db", default="", type=str)
     a("--append_crowd", default=False, action="store_true")
     a("--sample_mode", type=str, default="fixed_interval")
-    a("--sample_interval", type=int, default=1)
-    a("--sampler_steps", type=int, nargs="*")
+    a("--sample_interval", type=checked(int, positive), default=1)
+    a("--sampler_steps", type=checked(int, non_negative), nargs="*")
     a("--exp_name", default="submit", type=str)
-    a("--train_scales", type=int, nargs="+", default=None,
+    a("--train_scales", type=checked(int, positive), nargs="+", default=None,
       help="training short-side sizes (default: upstream's 608..992)")
-    a("--train_max_size", type=int, default=None, help="training long-side cap (default: upstream's 1536)")
-    a("--train_crop_scales", type=int, nargs="+", default=None,
+    a("--train_max_size", type=checked(int, positive), default=None, help="training long-side cap (default: upstream's 1536)")
+    a("--train_crop_scales", type=checked(int, positive), nargs="+", default=None,
       help="short side before the random crop (default: upstream's 800 1000 1200)")
-    a("--train_crop_size", type=int, nargs=2, default=None,
+    a("--train_crop_size", type=checked(int, positive), nargs=2, default=None,
       help="min and max side of the random crop (default: upstream's 800 1200)")
-    a("--num_threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    a("--num_threads", type=checked(int, non_negative), default=0, help="torch CPU threads (0: torch's default)")
     a("--no_progress", action="store_true", help="no tqdm progress bar (logs of long runs)")
 
 
@@ -123,13 +126,16 @@ def add_tracking_run_args(parser: argparse.ArgumentParser) -> argparse.ArgumentP
       help="a frame absent from the det_db: stop with an error, or track it without proposals")
     a("--variants", default=None, metavar="FILE",
       help="track several tracker/memory variants in one pass: one 'NAME FLAG...' per line")
+    a("--corrupt_frames", default="error", choices=CORRUPT_FRAME_POLICIES,
+      help="a frame that does not decode completely (truncated, damaged): stop with an error naming it, or "
+           "leave it out with a warning (no boxes for that frame)")
     a("--demo", action="store_true", help="run the built-in demo (synthetic data, shipped small model)")
     return parser
 
 
 def get_tracking_parser() -> argparse.ArgumentParser:
     """`submit_dance.py`'s parser: every model flag plus the tracker's and the tracking run's."""
-    parser = argparse.ArgumentParser("MOTRv2 tracking on DanceTrack-format data", parents=[get_args_parser()])
+    parser = ArgumentParser("MOTRv2 tracking on DanceTrack-format data", parents=[get_args_parser()])
     add_tracker_args(parser)
     add_inference_args(parser)
     return add_tracking_run_args(parser)
@@ -152,5 +158,5 @@ def main(args):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser("MOTRv2 training", parents=[get_args_parser()])
+    parser = ArgumentParser("MOTRv2 training", parents=[get_args_parser()])
     main(parser.parse_args())

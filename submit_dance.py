@@ -67,9 +67,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: finished sequences are kept; run the same command again to track the rest",
+        print("\nerror: interrupted: finished sequences are kept; run the same command again to track the rest",
               file=sys.stderr)
         return 130
+    except OSError as exc:  # a read-only output folder, a full disk (found before any work where possible)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     return 0
 
 

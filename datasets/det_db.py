@@ -6,9 +6,11 @@ A JSON object whose keys are image paths relative to the data root with `.jpg` r
 """
 import json
 import os
-from typing import Dict, List, Sequence
+from typing import Dict, Iterable, List, Sequence, Union
 
 import numpy as np
+
+from util.fileio import NotUTF8Error, read_text
 
 
 class DetDBError(ValueError):
@@ -26,8 +28,9 @@ def load_det_db(path: str) -> Dict[str, List[str]]:
     if not os.path.isfile(path):
         raise DetDBError(f"det_db not found: {path}")
     try:
-        with open(path, encoding="utf-8") as f:
-            raw = json.load(f)
+        raw = json.loads(read_text(path))
+    except NotUTF8Error as exc:
+        raise DetDBError(str(exc)) from None
     except json.JSONDecodeError as exc:
         raise DetDBError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from exc
     if not isinstance(raw, dict):
@@ -42,9 +45,11 @@ def load_det_db(path: str) -> Dict[str, List[str]]:
     return db
 
 
-def parse_det_lines(lines: Sequence[str], key: str = "?") -> np.ndarray:
-    """`["x,y,w,h,score\\n", ...]` -> float array [n, 5]; a malformed line raises DetDBError
-    naming the key and the (1-based) line number."""
+def parse_det_lines(lines: Sequence[str], key: str = "?", source: str = "") -> np.ndarray:
+    """`["x,y,w,h,score\\n", ...]` -> float array [n, 5]; a malformed line (not 5 finite numbers, a
+    negative width or height) raises DetDBError naming the file (`source`), the key and the (1-based)
+    line number."""
+    where = f"{source}: " if source else ""
     rows = []
     for lineno, line in enumerate(lines, start=1):
         text = line.strip() if isinstance(line, str) else None
@@ -56,21 +61,30 @@ def parse_det_lines(lines: Sequence[str], key: str = "?") -> np.ndarray:
         except ValueError:
             values = []
         if len(values) != 5 or not all(np.isfinite(values)):
-            raise DetDBError(f"det_db key {key!r}, line {lineno}: expected 'x,y,w,h,score' (5 numbers), got {line!r}")
+            raise DetDBError(f"{where}det_db key {key!r}, line {lineno}: expected 'x,y,w,h,score' (5 numbers), got {line!r}")
         if values[2] < 0 or values[3] < 0:
-            raise DetDBError(f"det_db key {key!r}, line {lineno}: negative box size in {line!r}")
+            raise DetDBError(f"{where}det_db key {key!r}, line {lineno}: negative box size in {line!r}")
         rows.append(values)
     return np.asarray(rows, dtype=np.float64).reshape(-1, 5)
 
 
-def lookup_detections(det_db: Dict[str, List[str]], key: str, missing: str = "error") -> np.ndarray:
-    """The parsed detections of one frame. `missing`: 'error' (raise, naming the frame) or 'empty'."""
+def parse_det_db_frames(det_db: Dict[str, List[str]], keys: Iterable[str], source: str = "") -> Dict[str, np.ndarray]:
+    """Every line of the entries of `keys` (those the det_db has) parsed and range-checked up front:
+    {key: [n, 5] array}, the form `lookup_detections` takes too. The first bad line raises DetDBError
+    naming the file, the key and the line."""
+    return {k: parse_det_lines(det_db[k], k, source) for k in keys if k in det_db}
+
+
+def lookup_detections(det_db: Dict[str, Union[List[str], np.ndarray]], key: str, missing: str = "error") -> np.ndarray:
+    """The parsed detections of one frame (entries are det_db lines, or arrays `parse_det_db_frames`
+    made). `missing`: 'error' (raise, naming the frame) or 'empty'."""
     if key not in det_db:
         if missing == "empty":
             return np.zeros((0, 5))
         raise DetDBError(f"det_db has no entry for frame {key!r} (use --missing_detections empty to track "
                          "such frames without proposals)")
-    return parse_det_lines(det_db[key], key)
+    entry = det_db[key]
+    return entry if isinstance(entry, np.ndarray) else parse_det_lines(entry, key)
 
 
 # How a det_db's numbers are rounded (box format, score format), by who writes it.
@@ -101,8 +115,9 @@ def read_det_txt(path: str) -> Dict[int, np.ndarray]:
     {frame: [k, 5] x, y, w, h, score}. A malformed line raises DetDBError naming file and line."""
     per_frame: Dict[int, list] = {}
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        text = read_text(path)
+    except NotUTF8Error as exc:
+        raise DetDBError(str(exc)) from None
     except OSError as exc:
         raise DetDBError(f"cannot read detections {path}: {exc}") from None
     for lineno, line in enumerate(text.splitlines(), start=1):

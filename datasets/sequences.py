@@ -30,6 +30,13 @@ class ImageError(SequenceError, FileNotFoundError):
     """An image that is missing or cannot be decoded (a FileNotFoundError too, as training raised)."""
 
 
+class CorruptImageError(ImageError):
+    """An image file that is there but does not decode completely (truncated, damaged, not an image)."""
+
+
+CORRUPT_FRAME_POLICIES = ("error", "skip")
+
+
 @dataclass
 class TrackingSequence:
     name: str
@@ -39,6 +46,7 @@ class TrackingSequence:
     height: Optional[int] = None
     info: Dict[str, str] = field(default_factory=dict)
     root: Optional[str] = None       # folder the frame paths are relative to, when not mot_path
+    image_size: Optional[Tuple[int, int]] = None  # (width, height) every image has, once check_images ran
 
 
 def list_sequences(split_dir: str, names: Optional[Sequence[str]] = None) -> List[str]:
@@ -129,20 +137,118 @@ def read_sequence(mot_path: str, relpath: str) -> TrackingSequence:
     return seq
 
 
+# The last bytes of a complete file: JPEG's end-of-image marker, PNG's IEND chunk. A truncated JPEG
+# decodes with a grey-filled bottom and only a libjpeg warning on stderr; this test catches it.
+_JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
+_PNG_START, _PNG_END = b"\x89PNG", b"IEND\xaeB`\x82"
+_TAIL = 4096  # bytes read from the end: room for padding
+
+
+def truncation(head: bytes, tail: bytes) -> Optional[str]:
+    """Why a file with these first and last bytes is incomplete (None: it is not, or the format is not
+    one whose end is marked). Trailing zero bytes (padding some cameras write) are allowed."""
+    tail = tail.rstrip(b"\x00")
+    if not tail:  # nothing but padding in reach: cannot tell, do not refuse
+        return None
+    if head.startswith(_JPEG_START) and not tail.endswith(_JPEG_END):
+        return "truncated JPEG: no end-of-image marker"
+    if head.startswith(_PNG_START) and not tail.endswith(_PNG_END):
+        return "truncated PNG: no IEND chunk"
+    return None
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    width: int
+    height: int
+    channels: int
+
+
+# PIL modes read_image turns into RGB uint8 (others, e.g. 32-bit int or float images, it refuses).
+_DECODABLE_MODES = {"1": 1, "L": 1, "P": 3, "LA": 2, "PA": 2, "RGB": 3, "RGBA": 4, "RGBX": 4, "CMYK": 3,
+                    "YCbCr": 3, "I;16": 1, "I;16B": 1, "I;16L": 1}
+
+
+def read_header(path: str) -> ImageHeader:
+    """Size and channels of an image from its header and last bytes, without decoding it; raises
+    ImageError (missing) or CorruptImageError (truncated, not an image, a pixel type read_image refuses),
+    naming the file."""
+    from PIL import Image, UnidentifiedImageError  # header parsing only
+    path = str(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - _TAIL))
+            why = truncation(head, f.read())
+            f.seek(0)
+            try:
+                with Image.open(f) as im:
+                    width, height, mode = im.width, im.height, im.mode
+            except (UnidentifiedImageError, SyntaxError, ValueError, OSError):
+                why = "corrupt or unsupported"
+    except FileNotFoundError:
+        raise ImageError(f"image not found: {path}") from None
+    if why:
+        raise CorruptImageError(f"cannot decode image ({why}): {path}")
+    if mode not in _DECODABLE_MODES or width < 1 or height < 1:
+        raise CorruptImageError(f"unsupported image type {mode} {width}x{height}: {path}")
+    return ImageHeader(width, height, _DECODABLE_MODES[mode])
+
+
+def check_images(root: str, seq: TrackingSequence, corrupt_frames: str = "error") -> List[int]:
+    """Read every frame's header before tracking (cheap: no decoding). All frames must have one size
+    (a change is a SequenceError naming the frame); a seqinfo.ini size that disagrees warns, and the
+    images' size is used. A frame that does not decode completely is an error, or with
+    `corrupt_frames="skip"` it is left out of `seq.frames` with a warning. Sets `seq.image_size`;
+    returns the frame numbers left out."""
+    size, kept, skipped = None, [], []
+    for number, rel in seq.frames:
+        path = os.path.join(root, rel)
+        try:
+            header = read_header(path)
+        except CorruptImageError as exc:
+            if corrupt_frames != "skip":
+                raise
+            warnings.warn(f"{exc}; frame {number} left out (--corrupt_frames skip)")
+            skipped.append(number)
+            continue
+        if size is None:
+            size, first = (header.width, header.height), path
+        elif (header.width, header.height) != size:
+            raise SequenceError(f"{path}: frame {number} is {header.width}x{header.height} but the sequence's "
+                                f"first frame {first} is {size[0]}x{size[1]} (one size per sequence)")
+        kept.append((number, rel))
+    if size is None:
+        raise SequenceError(f"sequence {os.path.join(root, seq.relpath)}: no frame decodes "
+                            f"({len(skipped)} left out)")
+    declared = (seq.width, seq.height)
+    if seq.width is not None and seq.height is not None and declared != size:
+        warnings.warn(f"{os.path.join(root, seq.relpath, 'seqinfo.ini')} says {seq.width}x{seq.height} but the "
+                      f"images are {size[0]}x{size[1]}; tracking at the images' size")
+    seq.width, seq.height = size
+    seq.frames, seq.image_size = kept, size
+    return skipped
+
+
 def read_image(path: str) -> np.ndarray:
     """An image as RGB uint8 HxWx3, the one decoder of training and tracking; grayscale, RGBA and
-    16-bit images are converted. Raises ImageError naming the file when it is missing or cannot
-    be decoded."""
+    16-bit images are converted. Raises ImageError naming the file when it is missing, and
+    CorruptImageError when it cannot be decoded completely (a truncated JPEG or PNG too)."""
     path = str(path)
     if not os.path.isfile(path):
         raise ImageError(f"image not found: {path}")
-    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    data = np.fromfile(path, dtype=np.uint8)
+    why = truncation(data[:8].tobytes(), data[-_TAIL:].tobytes())
+    if why:  # checked first: libjpeg would print a warning of its own while decoding it
+        raise CorruptImageError(f"cannot decode image ({why}): {path}")
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None or img.size == 0:
-        raise ImageError(f"cannot decode image (corrupt or unsupported): {path}")
+        raise CorruptImageError(f"cannot decode image (corrupt or unsupported): {path}")
     if img.dtype == np.uint16:
         img = (img / 257.0).round().astype(np.uint8)
     elif img.dtype != np.uint8:
-        raise ImageError(f"unsupported image type {img.dtype}: {path}")
+        raise CorruptImageError(f"unsupported image type {img.dtype}: {path}")
     if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
     if img.shape[2] == 4:
@@ -166,6 +272,9 @@ class SequenceFrames(Dataset):
         frame_number, relpath = self.seq.frames[index]
         img = read_image(os.path.join(self.seq.root or self.mot_path, relpath))
         h, w = img.shape[:2]
+        if self.seq.image_size is not None and (w, h) != self.seq.image_size:  # changed since check_images
+            raise SequenceError(f"{os.path.join(self.seq.root or self.mot_path, relpath)}: frame {frame_number} is "
+                                f"{w}x{h} but the sequence's frames are {self.seq.image_size[0]}x{self.seq.image_size[1]}")
         dets = lookup_detections(self.det_db, det_db_key(relpath), self.missing_detections)
         proposals = proposals_from_detections(dets, w, h)
         return {"image": image_to_input(img, self.short, self.long_max), "ori_size": (h, w),

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Mapping, Optional, Sequence, Union
 
-from util.flags import (FlagField, add_flags, check_fields, flag_fields, from_namespace, in_range, non_negative,
-                        option, probability)
+from util.flags import (FlagField, add_flags, check_fields, checked, finite, flag_fields, from_namespace, in_range,
+                        non_negative, option, positive, probability)
 
 from .memory import MemoryConfig
 
@@ -87,46 +87,46 @@ def add_network_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     a("--with_box_refine", default=False, action="store_true")
     a("--two_stage", default=False, action="store_true", help="not implemented (MOTRv2 does not use it)")
     a("--backbone", default="resnet50", type=str, help="torchvision ResNet: resnet18, resnet34, resnet50, ...")
-    a("--lr_backbone", default=2e-5, type=float, help="backbone learning rate (0: the backbone is frozen)")
+    a("--lr_backbone", default=2e-5, type=checked(float, non_negative), help="backbone learning rate (0: the backbone is frozen)")
     a("--dilation", action="store_true", help="replace stride with dilation in the last block (DC5)")
     a("--position_embedding", default="sine", type=str, choices=("sine", "learned"))
-    a("--num_feature_levels", default=4, type=int)
-    a("--enc_layers", default=6, type=int)
-    a("--dec_layers", default=6, type=int)
-    a("--dim_feedforward", default=1024, type=int)
-    a("--hidden_dim", default=256, type=int)
-    a("--dropout", default=0.1, type=float)
-    a("--nheads", default=8, type=int)
-    a("--num_queries", default=300, type=int)
-    a("--dec_n_points", default=4, type=int)
-    a("--enc_n_points", default=4, type=int)
+    a("--num_feature_levels", default=4, type=checked(int, in_range(1, 4)))
+    a("--enc_layers", default=6, type=checked(int, non_negative))
+    a("--dec_layers", default=6, type=checked(int, positive))
+    a("--dim_feedforward", default=1024, type=checked(int, positive))
+    a("--hidden_dim", default=256, type=checked(int, positive))
+    a("--dropout", default=0.1, type=checked(float, in_range(0, 1, high_open=True)))
+    a("--nheads", default=8, type=checked(int, positive))
+    a("--num_queries", default=300, type=checked(int, non_negative))
+    a("--dec_n_points", default=4, type=checked(int, positive))
+    a("--enc_n_points", default=4, type=checked(int, positive))
     a("--decoder_cross_self", default=False, action="store_true")
     a("--sigmoid_attn", default=False, action="store_true")
     a("--masks", action="store_true")
     a("--no_aux_loss", dest="aux_loss", action="store_false")
     a("--use_checkpoint", action="store_true", default=False)
-    a("--query_denoise", type=float, default=0.0)
+    a("--query_denoise", type=checked(float, non_negative), default=0.0)
     a("--dataset_file", default="coco", help="e2e_dance, e2e_mot, e2e_joint: sets the number of classes")
     g = parser.add_argument_group("query interaction (QIM)")
     a = g.add_argument
     a("--query_interaction_layer", default="QIM", type=str)
-    a("--random_drop", type=float, default=0)
-    a("--fp_ratio", type=float, default=0)
-    a("--merger_dropout", type=float, default=0.1)
+    a("--random_drop", type=checked(float, probability), default=0)
+    a("--fp_ratio", type=checked(float, probability), default=0)
+    a("--merger_dropout", type=checked(float, in_range(0, 1, high_open=True)), default=0.1)
     a("--update_query_pos", action="store_true")
     a("--qim_augment", action="store_true",
       help="apply QIM random drop (--random_drop) and false-positive insertion (--fp_ratio) in training; "
            "upstream MOTRv2 defines but never applies them")
     g = parser.add_argument_group("matcher and loss")
     a = g.add_argument
-    a("--set_cost_class", default=2, type=float)
-    a("--set_cost_bbox", default=5, type=float)
-    a("--set_cost_giou", default=2, type=float)
-    a("--cls_loss_coef", default=2, type=float)
-    a("--bbox_loss_coef", default=5, type=float)
-    a("--giou_loss_coef", default=2, type=float)
-    a("--focal_alpha", default=0.25, type=float)
-    a("--sampler_lengths", type=int, nargs="*", help="frames per training clip (the loss normaliser)")
+    a("--set_cost_class", default=2, type=checked(float))
+    a("--set_cost_bbox", default=5, type=checked(float))
+    a("--set_cost_giou", default=2, type=checked(float))
+    a("--cls_loss_coef", default=2, type=checked(float))
+    a("--bbox_loss_coef", default=5, type=checked(float))
+    a("--giou_loss_coef", default=2, type=checked(float))
+    a("--focal_alpha", default=0.25, type=checked(float, probability))
+    a("--sampler_lengths", type=checked(int, positive), nargs="*", help="frames per training clip (the loss normaliser)")
     a("--memory_bank_type", type=str, default=None, help="upstream's learned memory bank (training loss only)")
     return parser
 
@@ -137,7 +137,7 @@ def add_device_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     a = g.add_argument
     a("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when available)")
     a("--resume", default="", help="checkpoint to resume from / to track with")
-    a("--val_width", default=800, type=int, help="short side of the model input when tracking")
+    a("--val_width", default=800, type=checked(int, positive), help="short side of the model input when tracking")
     return parser
 
 
@@ -145,7 +145,7 @@ def add_inference_args(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     """How a tracker runs the network: input size cap, precision, compile."""
     g = parser.add_argument_group("inference")
     a = g.add_argument
-    a("--val_max_size", default=1536, type=int,
+    a("--val_max_size", default=1536, type=checked(int, positive),
       help="long-side cap of the model input; the short side is --val_width (800), as upstream resizes")
     a("--amp", default="off", choices=("off", "fp16", "bf16"), help="mixed precision (CUDA only)")
     a("--compile", action="store_true", help="torch.compile the backbone (one-off compile time; long runs)")

@@ -224,9 +224,8 @@ def test_missing_image_names_the_file_and_keeps_finished_results(clone, ckpt, re
     before, data_before = snapshot(out), snapshot(clone)
     res = submit(clone, out, ckpt)
     assert_failed_cleanly(res, out, before, f"image not found: {missing}")
-    # The sequence tracked before the failure is complete; the failed one has no file.
-    assert sorted(os.listdir(out / "run")) == ["dancetrack0001.txt", "dancetrack0003.txt"]
-    assert (out / "run" / "dancetrack0001.txt").read_bytes() == reference["dancetrack0001"]
+    # Every image is looked at before the first frame: nothing was tracked, the earlier result is kept.
+    assert sorted(os.listdir(out / "run")) == ["dancetrack0003.txt"]
     assert snapshot(clone) == data_before
 
 

@@ -342,5 +342,5 @@ def test_make_detdb_frames_mode_keeps_empty_frames_and_rejects_other_settings(yo
     # A partial file from a run with another score floor must not be mixed in.
     partial = out.with_name(out.name + ".partial.jsonl")
     partial.write_text(json.dumps({"settings": {"score_floor": 0.5}}) + "\n")
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(SystemExit, match="^error: .*other settings"):
         make_detdb.main(argv, model=yolox_s)

@@ -24,8 +24,8 @@ import shutil
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-import cv2
-
+from datasets.sequences import SequenceError, read_header
+from util.cli import ArgumentParser, run_main
 from util.fileio import write_atomic
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -99,10 +99,18 @@ def plan_split(bft_root: Path, split: str) -> List[tuple]:
             last = max(int(line.split(",", 1)[0]) for line in gt) if gt else 0
             if last > len(images):
                 raise ConversionError(f"{ann}: frame {last} but {seq_dir} holds {len(images)} images")
-        first = cv2.imread(str(images[0]), cv2.IMREAD_COLOR)
-        if first is None:
-            raise ConversionError(f"{images[0]}: cannot decode image")
-        plan.append((seq_dir, images, gt, (first.shape[1], first.shape[0])))
+        size = None
+        for image in images:  # headers only: size, pixel type, a truncated end
+            try:
+                header = read_header(str(image))
+            except SequenceError as exc:
+                raise ConversionError(f"{image}: {str(exc).removesuffix(f': {image}')}") from None
+            if size is None:
+                size = (header.width, header.height)
+            elif (header.width, header.height) != size:
+                raise ConversionError(f"{image}: {header.width}x{header.height} but {images[0].name} is "
+                                      f"{size[0]}x{size[1]} (one size per sequence)")
+        plan.append((seq_dir, images, gt, size))
     if not plan and not any((p / "img1").is_dir() for p in src_split.iterdir() if p.is_dir()):
         raise ConversionError(f"{src_split}: no sequence folders")
     return plan
@@ -132,7 +140,7 @@ def convert_split(bft_root: Path, split: str, out: Path, plan: Optional[List[tup
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, int]]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bft_root", type=Path, required=True, help="BFT as released (holds <split>/ and "
                                                                       f"{ANNOTATIONS}/)")
     parser.add_argument("--out", type=Path, default=None, help="converted BFT folder (default: in place)")
@@ -155,4 +163,4 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, int]]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_main(main))

@@ -56,7 +56,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from datasets import registry
-from util.fileio import write_atomic, write_json_atomic
+from util.cli import ArgumentParser, run_main
+from util.fileio import NotUTF8Error, read_text, write_atomic, write_json_atomic
 
 PathLike = Union[str, os.PathLike]
 
@@ -94,13 +95,21 @@ class EvaluationInputError(ValueError):
 # Input discovery and validation
 # ---------------------------------------------------------------------------------------------
 
+def _lines(path: Path) -> List[str]:
+    """A text file's lines; a byte that is not UTF-8 is an EvaluationInputError naming file and line."""
+    try:
+        return read_text(path).splitlines()
+    except NotUTF8Error as exc:
+        raise EvaluationInputError(exc.what, path, exc.line) from None
+
+
 def read_seqmap(seqmap: PathLike) -> List[str]:
     """Sequence names of a MOTChallenge seqmap (header line ``name``, then one name per line)."""
     path = Path(seqmap)
     if not path.is_file():
         raise EvaluationInputError("seqmap file not found", path)
     names: List[str] = []
-    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
+    for line_no, line in enumerate(_lines(path), start=1):
         # First column only, like TrackEval's csv-based reader; the first line is the header.
         name = line.split(",")[0].strip()
         if line_no == 1 or not name:
@@ -161,7 +170,7 @@ def load_mot_file(path: PathLike, seq_length: int, is_gt: bool,
     kind = "ground-truth" if is_gt else "tracker"
     if not path.is_file():
         raise EvaluationInputError(f"{kind} file not found", path)
-    lines = path.read_text().splitlines()
+    lines = _lines(path)
     if not lines:
         min_cols = MIN_GT_COLUMNS if is_gt else MIN_TRACKER_COLUMNS
         return np.zeros((0, min_cols))
@@ -527,7 +536,7 @@ def format_table(results: Dict[str, dict]) -> str:
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description="HOTA / DetA / AssA / MOTA / IDF1 / IDSW of a tracker, scored with TrackEval as each "
                     "benchmark's owners run it (datasets/registry.py).")
     parser.add_argument("--gt_folder", required=True,
@@ -575,8 +584,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                            allow_missing=args.allow_missing, half=args.split, half_convention=args.half_split,
                            groups_folder=args.groups_folder)
     except EvaluationInputError as err:
-        print(f"evaluate.py: error: {err}".replace("\n", " "), file=sys.stderr)
-        return 1
+        print(f"error: {err}".replace("\n", " "), file=sys.stderr)
+        return 2
     for what, names in results.get("missing", {}).items():
         print(f"not scored (no {'ground truth' if what == 'gt' else 'result file'}): {', '.join(names)}")
     print(format_table(results))
@@ -587,4 +596,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -39,13 +39,16 @@ import torch
 from tqdm import tqdm
 
 from datasets.det_db import AS_READ, format_det_lines
-from util.fileio import write_json_atomic
+from util.cli import ArgumentParser, run_main
+from util.fileio import NotWritableError, check_writable_folder, write_json_atomic
+from util.flags import checked, non_negative, positive, probability
 
 from datasets.det_db import DetDBError, read_det_txt
 from datasets.det_db import det_db_key as _key_of_relpath
 from datasets import registry
 from datasets.layouts import SplitLayout, resolve_split
-from datasets.sequences import SequenceError
+from datasets.sequences import SequenceError, read_header, truncation
+from models.checkpoint import CheckpointError
 
 from models.yolox import (DANCETRACK_TEST_SIZE, DEFAULT_NMS_THRE, DEFAULT_SCORE_FLOOR,
                           detect_frames, detect_preprocessed, load_yolox, preproc)
@@ -135,9 +138,11 @@ def find_frame_sequences(folders: Sequence[Path], root: Path) -> List[SequenceFr
 
 
 def _read_and_prepare(path: Path, test_size: Tuple[int, int]) -> Tuple[np.ndarray, float]:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    data = np.fromfile(str(path), dtype=np.uint8)
+    why = truncation(data[:8].tobytes(), data[-4096:].tobytes())  # libjpeg would only warn, grey-filling it
+    image = None if why else cv2.imdecode(data, cv2.IMREAD_COLOR)
     if image is None:
-        raise IOError(f"cannot read image {path}")
+        raise SequenceError(f"cannot decode image ({why or 'corrupt or unsupported'}): {path}")
     return preproc(image, test_size)
 
 
@@ -231,7 +236,7 @@ def make_detdb(model, sequences: List[SequenceFrames], key_root: Path, output: P
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--split", nargs="+", help="DanceTrack split(s) under --mot_path, e.g. val test")
     src.add_argument("--frames", nargs="+", type=Path, help="folders of frames, one sequence each")
@@ -254,13 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="YOLOX-X weights, e.g. yolox_x.pth (not with --from_det_txt)")
     parser.add_argument("--trust_checkpoint", action="store_true",
                         help="allow full pickle loading for checkpoints that hold more than tensors")
-    parser.add_argument("--test_size", type=int, nargs=2, default=list(DANCETRACK_TEST_SIZE),
+    parser.add_argument("--test_size", type=checked(int, positive), nargs=2, default=list(DANCETRACK_TEST_SIZE),
                         metavar=("H", "W"), help="network input size, multiples of 32 (default 800 1440)")
-    parser.add_argument("--score_floor", type=float, default=DEFAULT_SCORE_FLOOR,
+    parser.add_argument("--score_floor", type=checked(float, probability), default=DEFAULT_SCORE_FLOOR,
                         help="drop detections with obj * cls below this (default 0.05, as MOTRv2's det_db)")
-    parser.add_argument("--nms", type=float, default=DEFAULT_NMS_THRE, help="NMS IoU threshold (default 0.7)")
-    parser.add_argument("--batch_size", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=4, help="image decoding threads")
+    parser.add_argument("--nms", type=checked(float, probability), default=DEFAULT_NMS_THRE, help="NMS IoU threshold (default 0.7)")
+    parser.add_argument("--batch_size", type=checked(int, positive), default=8)
+    parser.add_argument("--workers", type=checked(int, non_negative), default=4, help="image decoding threads")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--half", action="store_true", help="fp16 autocast (CUDA only)")
     parser.add_argument("--restart", action="store_true", help="ignore the partial file of an earlier run")
@@ -268,18 +273,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None, model=None) -> Dict[str, List[str]]:
-    """CLI entry; `model` replaces --checkpoint loading (tests pass a model with stand-in weights)."""
+    """CLI entry; `model` replaces --checkpoint loading (tests pass a model with stand-in weights).
+    Bad input (flags, files, images, a checkpoint that is not YOLOX's) is SystemExit('error: ...'),
+    raised before any detection."""
     args = build_parser().parse_args(argv)
+    try:
+        return _run(args, model)
+    except (CheckpointError, DetDBError, SequenceError, FileNotFoundError, NotWritableError, ValueError) as exc:
+        # One line: a key listing (indented deeper) is left out, its counts kept.
+        lines = str(exc).splitlines() or [""]
+        summary = [lines[0]] + [line.strip() for line in lines[1:] if line.startswith("  ") and line[2:3] != " "]
+        raise SystemExit(f"error: {' '.join(summary)}") from None
+
+
+def _run(args, model=None) -> Dict[str, List[str]]:
     if any(s % 32 for s in args.test_size):
         raise SystemExit(f"--test_size must be multiples of 32, got {args.test_size}")
     if args.split or args.split_dir is not None:
         if args.split and args.mot_path is None:
             raise SystemExit("--split needs --mot_path")
-        try:
-            layouts = [_layout(args.mot_path, split, args.dataset, args.split_dir, args.mot17_copy)
-                       for split in (args.split or [None])]
-        except FileNotFoundError as exc:
-            raise SystemExit(f"error: {exc}") from None
+        layouts = [_layout(args.mot_path, split, args.dataset, args.split_dir, args.mot17_copy)
+                   for split in (args.split or [None])]
         key_root = Path(layouts[0].key_root)
         if args.from_det_txt:
             output = args.output
@@ -287,15 +301,10 @@ def main(argv: Optional[Sequence[str]] = None, model=None) -> Dict[str, List[str
                 if args.mot_path is None:
                     raise SystemExit("give --output (or --mot_path for the default <mot_path>/det_db_public.json)")
                 output = args.mot_path / "det_db_public.json"
-            try:
-                return detdb_from_det_txt(layouts, output)
-            except (DetDBError, SequenceError) as exc:
-                raise SystemExit(f"error: {exc}") from None
-        try:
-            sequences = [(seq.relpath, [key_root / rel for _, rel in seq.frames])
-                         for layout in layouts for seq in layout.read_all()]
-        except SequenceError as exc:
-            raise SystemExit(f"error: {exc}") from None
+            check_writable_folder(Path(output).parent)
+            return detdb_from_det_txt(layouts, output)
+        sequences = [(seq.relpath, [key_root / rel for _, rel in seq.frames])
+                     for layout in layouts for seq in layout.read_all()]
     else:
         if args.from_det_txt:
             raise SystemExit("--from_det_txt reads <seq>/det/det.txt: give --split or --split_dir, not --frames")
@@ -309,7 +318,11 @@ def main(argv: Optional[Sequence[str]] = None, model=None) -> Dict[str, List[str
         if args.mot_path is None:
             raise SystemExit("give --output (or --mot_path for the default <mot_path>/det_db_yolox.json)")
         output = args.mot_path / "det_db_yolox.json"
-
+    # Before the detector loads: the output folder, and every image's header (a truncated frame is named).
+    check_writable_folder(Path(output).parent)
+    for _, frames in sequences:
+        for path in frames:
+            read_header(str(path))
     if model is None:
         if args.checkpoint is None:
             raise SystemExit("give --checkpoint (YOLOX weights), or --from_det_txt for the public detections")
@@ -320,4 +333,4 @@ def main(argv: Optional[Sequence[str]] = None, model=None) -> Dict[str, List[str
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_main(main))

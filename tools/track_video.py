@@ -31,7 +31,8 @@ import numpy as np
 from tqdm import tqdm
 
 
-from datasets.det_db import DetDBError, format_det_lines, load_det_db, lookup_detections, parse_det_lines
+from datasets.det_db import (DetDBError, format_det_lines, load_det_db, lookup_detections, parse_det_db_frames,
+                             parse_det_lines)
 from datasets.sequences import SequenceError
 from models.checkpoint import CheckpointError
 from models.inputs import proposals_from_detections
@@ -40,7 +41,9 @@ from models.yolox import (DANCETRACK_TEST_SIZE, DEFAULT_NMS_THRE, DEFAULT_SCORE_
                           YOLOX_SIZES, detect_frames, load_yolox)
 from tools.visualize import draw_tracks
 from main import get_tracking_parser
+from util.cli import ArgumentParser
 from util.device import resolve_device
+from util.flags import checked, non_negative, positive, probability
 from util.fileio import NotWritableError, atomic_path, check_writable_folder, write_atomic
 
 DEFAULT_OUTPUT_DIR = os.path.join("outputs", "track_video")
@@ -71,6 +74,13 @@ def open_video(path: str) -> Tuple[cv2.VideoCapture, float, int]:
     fps = cap.get(cv2.CAP_PROP_FPS)
     count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
     return cap, float(fps), int(count) if np.isfinite(count) and count > 0 else 0
+
+
+def frame_count(path: str) -> int:
+    """The frame count the container states (0: unknown)."""
+    cap, _, count = open_video(path)
+    cap.release()
+    return count
 
 
 def check_first_frame(path: str) -> None:
@@ -114,6 +124,24 @@ def video_entries(det_db_path: str, stem: str) -> Tuple[Optional[Dict[str, List[
     if not entries:
         return None, f"--det_db {det_db_path} has no keys '{prefix}...' for this video"
     return entries, ""
+
+
+def check_video_entries(entries: Dict[str, List[str]], det_db_path: str, stem: str, count: int,
+                        missing: str = "error") -> Dict[str, np.ndarray]:
+    """Before the first frame: every line of the video's det_db entries parsed and range-checked (the
+    file, key and line named), and the frames 1..`count` (the container's count; 0: unknown) covered:
+    a frame without an entry is an error (`missing` 'error'), or with 'empty' more than half of them
+    without one warns. Returns the parsed entries."""
+    parsed = parse_det_db_frames(entries, entries, det_db_path)
+    absent = [f for f in range(1, count + 1) if frame_key(stem, f) not in parsed]
+    if absent and missing == "error":
+        raise DetDBError(f"{det_db_path} has no entry for {len(absent)} of the {count} frames of {stem}, first "
+                         f"{frame_key(stem, absent[0])!r} (use --missing_detections empty to track such frames "
+                         "without proposals)")
+    if 2 * len(absent) > count:
+        print(f"warning: {det_db_path} has no entry for {len(absent)} of the {count} frames of {stem}: they are "
+              "tracked without proposals", file=sys.stderr)
+    return parsed
 
 
 class Detections:
@@ -221,7 +249,7 @@ def track_video(video: str, tracker: Tracker, detections: Detections, output_dir
 # -- command line -------------------------------------------------------------------------------------
 def get_parser() -> argparse.ArgumentParser:
     # submit_dance's parser as parent: every model, tracker and memory flag is spelt the same.
-    parser = argparse.ArgumentParser("tools/track_video.py", parents=[get_tracking_parser()], add_help=False,
+    parser = ArgumentParser("tools/track_video.py", parents=[get_tracking_parser()], add_help=False,
                                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("video", help="input video (anything OpenCV decodes: mp4, avi, mkv, ...)")
     g = parser.add_argument_group("video tracking")
@@ -231,14 +259,14 @@ def get_parser() -> argparse.ArgumentParser:
                    help="allow full pickle loading of a detector checkpoint that holds more than tensors")
     g.add_argument("--det_test_size", type=int, nargs=2, default=list(DANCETRACK_TEST_SIZE), metavar=("H", "W"),
                    help="detector input size, multiples of 32 (default 800 1440, as MOTRv2's det_db)")
-    g.add_argument("--det_score_floor", type=float, default=DEFAULT_SCORE_FLOOR,
+    g.add_argument("--det_score_floor", type=checked(float, probability), default=DEFAULT_SCORE_FLOOR,
                    help="keep proposals with obj * cls >= this (default 0.05, as MOTRv2's det_db)")
-    g.add_argument("--det_nms", type=float, default=DEFAULT_NMS_THRE, help="detector NMS IoU (default 0.7)")
-    g.add_argument("--det_batch_size", type=int, default=8,
+    g.add_argument("--det_nms", type=checked(float, probability), default=DEFAULT_NMS_THRE, help="detector NMS IoU (default 0.7)")
+    g.add_argument("--det_batch_size", type=checked(int, positive), default=8,
                    help="frames decoded, detected, tracked and written per chunk")
     g.add_argument("--save_det_db", action="store_true", help="also write <stem>_det_db.json (reuse: --det_db)")
-    g.add_argument("--trail", type=int, default=20, help="frames of centre trail in the video (0: none)")
-    g.add_argument("--fps", type=float, default=None, help="output fps (default: the input's)")
+    g.add_argument("--trail", type=checked(int, non_negative), default=20, help="frames of centre trail in the video (0: none)")
+    g.add_argument("--fps", type=checked(float, positive), default=None, help="output fps (default: the input's)")
     g.add_argument("--no_video", action="store_true", help="write only the MOTChallenge file")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -262,6 +290,7 @@ def run(args, detector=None) -> VideoOutputs:
             print(f"note: {why}; running the detector", file=sys.stderr)
         detector = load_yolox(args.detector, device, args.detector_name, trust_checkpoint=args.trust_checkpoint)
     if entries is not None:
+        entries = check_video_entries(entries, args.det_db, stem, frame_count(args.video), args.missing_detections)
         detector = None
         if args.save_det_db:
             print(f"note: proposals read from {args.det_db}; --save_det_db has nothing new to write",

@@ -124,3 +124,25 @@ def check_writable_folder(folder: Union[str, os.PathLike]) -> None:
             os.unlink(probe)
     except OSError as exc:
         raise NotWritableError(f"output folder {folder} is not writable: {exc.strerror or exc}") from None
+
+
+class NotUTF8Error(ValueError):
+    """A text file with bytes that are not UTF-8; the message is `FILE:LINE: not UTF-8 text (...)`."""
+
+    def __init__(self, path: str, line: int, detail: str):
+        self.path, self.line, self.what = path, line, f"not UTF-8 text ({detail})"
+        super().__init__(f"{path}:{line}: {self.what}")
+
+
+def read_text(path: PathLike) -> str:
+    """A UTF-8 text file's content (a BOM is dropped); NotUTF8Error names the file and line of the first
+    byte that is not UTF-8."""
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise NotUTF8Error(path, line, f"byte 0x{data[exc.start]:02x} at column {column}") from None

@@ -130,6 +130,13 @@ def _argparse_type(field: FlagField) -> Callable[[str], Any]:
     return convert
 
 
+def checked(kind: type, rule: Optional[Rule] = None) -> Callable[[str], Any]:
+    """argparse `type=` for a flag that is not a config field: `kind` (int or float) converted and
+    checked against `rule` (default: finite), with the config fields' message (``VALUE: must be ...``),
+    so a plain flag is refused as a generated one is."""
+    return _argparse_type(FlagField((), "", kind, None, "", None, rule or finite, False))
+
+
 def add_flags(parser: argparse.ArgumentParser, cls: Type, title: Optional[str] = None,
               only: Optional[Sequence[str]] = None, description: Optional[str] = None):
     """Add the flags of dataclass `cls` to `parser` (in a group `title`, if given); `only`: the top-level

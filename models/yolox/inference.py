@@ -1,5 +1,6 @@
 """Running the YOLOX detector on BGR frames: checkpoint loading, batching, boxes in frame pixels."""
 import pickle
+import zipfile
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -37,7 +38,13 @@ def load_yolox(checkpoint: Optional[Union[str, Path]], device: Union[str, torch.
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as err:
+            with open(path, "rb") as f:
+                pickled = f.read(1) == b"\x80"  # a pickle's protocol opcode (torch.save's legacy format)
+            if not pickled and not zipfile.is_zipfile(path):
+                raise CheckpointError(f"cannot read YOLOX checkpoint {path} ({path.stat().st_size} bytes): neither "
+                                      "a zip archive nor a pickle, so not a PyTorch checkpoint") from None
             if not trust_checkpoint:
+                err = str(err).strip().splitlines()[0]
                 raise CheckpointError(f"{path} holds more than tensors (weights_only load failed: {err}); "
                                       "if you trust the file, pass trust_checkpoint=True / --trust_checkpoint") from err
             state = torch.load(path, map_location="cpu", weights_only=False)
