@@ -7,7 +7,7 @@
 dependencies = ["torch", "torchvision", "numpy", "cv2", "scipy"]
 
 
-def motrv2(checkpoint, config="motrv2", device="auto", **flags):
+def motrv2(checkpoint, config=None, device="auto", **flags):
     """A `models.tracker.Tracker` for `checkpoint` (path to MOTRv2 weights), built from `config` (an `.args`
     file or "motrv2", "tfsasm", "tfsasm_paper") with any submit_dance.py flag as a keyword."""
     from models.tracker import Tracker
