@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from util.fileio import write_json_atomic
 
@@ -178,15 +178,36 @@ def training_args_card(checkpoint_dict: Any, checkpoint: PathLike) -> Optional[M
     if not isinstance(held, Mapping):
         return None
     try:
-        return card_from_args(held, name=Path(checkpoint).stem, trained_on=_training_data(held))
+        return card_from_args(held, name=Path(checkpoint).stem, trained_on=training_data(held))
     except CardError as exc:
         raise CardError(f"the training args held in {checkpoint}: {exc}") from None
 
 
-def _training_data(args: Mapping[str, Any]) -> str:
+def training_data(args: Mapping[str, Any]) -> str:
+    """What a training command line trained on, in one line (a card's `trained_on`)."""
     parts = [f"{k} {args[k]}" for k in ("dataset_file", "dataset", "mot_path", "det_db", "epochs")
              if args.get(k) not in (None, "")]
     return "; ".join(parts)
+
+
+def export_card(source: PathLike, source_dict: Any, out: PathLike) -> Optional[Path]:
+    """The card of an exported copy of checkpoint `source` (contents `source_dict`), written beside
+    `out`: the source's card, else one from its training args (None: neither, nothing written). The
+    tracker settings and notes of a card already beside `out` for the same architecture are kept."""
+    card = read_card(source, verify=False) or training_args_card(source_dict, source)
+    if card is None:
+        return None
+    try:
+        previous = read_card(out, verify=False)
+    except CardError:
+        previous = None
+    keep = previous is not None and previous.architecture == card.architecture
+    card = replace(card, name=Path(out).stem, sha256=sha256_of(os.fspath(out)),
+                   tracker=previous.tracker if keep else card.tracker, notes=previous.notes if keep else card.notes,
+                   val_width=previous.val_width if keep else card.val_width,
+                   val_max_size=previous.val_max_size if keep else card.val_max_size,
+                   trained_on=previous.trained_on if keep and previous.trained_on else card.trained_on)
+    return write_card(card, out)
 
 
 def settings_for(checkpoint: PathLike, config: Union[PathLike, None], flags: Mapping[str, Any],
@@ -231,14 +252,25 @@ def given_dests(parser: argparse.ArgumentParser, argv: Sequence[str]) -> Set[str
     return set(vars(namespace))
 
 
-def apply_card_defaults(args: argparse.Namespace, given: Set[str], checkpoint: PathLike) -> Optional[ModelCard]:
+def apply_card_defaults(args: argparse.Namespace, given: Set[str],
+                        checkpoint: PathLike) -> Tuple[Optional[ModelCard], List[str]]:
     """Set on `args` every setting of `checkpoint`'s card that is not in `given` (the flags the user
-    typed); returns the card (None: no card, `args` unchanged)."""
+    typed) and differs from what `args` holds; returns (the card or None, the flags it set)."""
     card = read_card(checkpoint)
     if card is None:
-        return None
+        return None, []
     typed = model_args(None, card.flags())  # parsed values, as the flags would give them
+    changed = []
     for name in card.flags():
-        if name not in given and hasattr(args, name):
+        if name not in given and hasattr(args, name) and getattr(args, name) != getattr(typed, name):
             setattr(args, name, getattr(typed, name))
-    return card
+            changed.append(name)
+    return card, changed
+
+
+def card_note(card: ModelCard, changed: Sequence[str], checkpoint: PathLike) -> str:
+    """One line for a command's stderr: which settings the card gave."""
+    if not changed:
+        return f"note: model card {card_path(checkpoint)}: every setting it holds was given or already agrees"
+    return (f"note: settings not given on the command line, from the model card {card_path(checkpoint)}: "
+            + ", ".join(f"--{name}" for name in changed))
