@@ -152,6 +152,24 @@ class Tracker:
                           classes[:, None].float(), out.det_index[:, None].float()], dim=1)
         return rows.cpu().numpy().astype(np.float64)
 
+    def update_detections(self, detections, frame) -> "Any":
+        """Track one frame in supervision's shape: `sv.Detections` in (the proposals: `xyxy` in pixels
+        of `frame`, `confidence` (1 where None), `class_id` (0 where None)), `sv.Detections` out: the
+        tracked boxes with `tracker_id`, `confidence`, `class_id` (the class of the detection the
+        track was born from) and `data["det_index"]` (the row of `detections` the box's query came
+        from this frame, -1: none). The boxes are the model's, as `update` returns them; `frame` as
+        `update`'s `img` (BGR uint8, as cv2 and `sv.get_video_frames_generator` give it).
+        Needs `pip install supervision` (an optional dependency: requirements-extras.txt)."""
+        sv = _supervision()
+        xyxy = np.asarray(detections.xyxy, dtype=np.float64).reshape(-1, 4)
+        n = len(xyxy)
+        conf = np.ones(n) if detections.confidence is None else np.asarray(detections.confidence, np.float64)
+        cls = np.zeros(n) if detections.class_id is None else np.asarray(detections.class_id, np.float64)
+        rows = self.update(np.concatenate([xyxy, conf.reshape(n, 1), cls.reshape(n, 1)], axis=1), frame)
+        return sv.Detections(xyxy=rows[:, :4].astype(np.float32), confidence=rows[:, 5].astype(np.float32),
+                             class_id=rows[:, 6].astype(int), tracker_id=rows[:, 4].astype(int),
+                             data={"det_index": rows[:, 7].astype(int)})
+
     def input_tensor(self, img: np.ndarray) -> torch.Tensor:
         """An `H x W x 3` uint8 frame (BGR, or RGB with `rgb=True`) as the model input `[1, 3, h, w]`:
         submit_dance.py's resize (short side `input_size[0]`, long side at most `input_size[1]`)."""
@@ -187,6 +205,15 @@ def build_network(args, checkpoint: Optional[dict] = None):
     load_checkpoint(network, checkpoint if checkpoint is not None else args.resume)
     device = resolve_device(args.device)
     return network.eval().to(device).optimize_for_inference(compile_backbone=args.compile)
+
+
+def _supervision():
+    try:
+        import supervision
+    except ImportError:
+        raise ImportError("Tracker.update_detections needs the supervision package: pip install supervision "
+                          "(or pip install -r requirements-extras.txt)") from None
+    return supervision
 
 
 # -- input checks of the streaming API --------------------------------------------------------------------
