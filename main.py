@@ -115,7 +115,8 @@ def add_tracking_run_args(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     """How a tracking run reads its input and writes its results (submit_dance.py)."""
     g = parser.add_argument_group("tracking run")
     a = g.add_argument
-    a("--split", default="val", choices=("train", "val", "test"), help="DanceTrack split under --mot_path")
+    a("--split", default="val", choices=("train", "val", "test", "train_half", "val_half"),
+      help="split under --mot_path; train_half / val_half: MOT17's / MOT20's train videos cut in two (--half_split)")
     a("--seqs", nargs="+", default=None, help="track only these sequences")
     a("--overwrite", action="store_true", help="re-track sequences whose result file exists")
     a("--missing_detections", default="error", choices=("error", "empty"),

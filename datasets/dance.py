@@ -134,13 +134,15 @@ class DetMOTDetection(torch.utils.data.Dataset):
         if split_dir is not None and len(datasets) > 1:
             raise ValueError("--split_dir replaces the training set: give one dataset in --dataset_file")
         copy = getattr(args, "mot17_copy", None)
+        train_split = getattr(args, "train_split", "train")
         for dataset in datasets:
             entry = registry.get(dataset, "--dataset_file")
             # One copy of each video: the copies share their frames and gt.
             default_copy = (entry if entry.copies else registry.REGISTRY["mot17"]).default_copy
             use = default_copy if copy in (None, "all") else copy
             try:
-                layout = resolve_split(self.mot_path, dataset, "train", split_dir, use)
+                layout = resolve_split(self.mot_path, dataset, train_split, split_dir, use,
+                                       half_convention=getattr(args, "half_split", registry.HALF_CONVENTIONS[0]))
             except SequenceError as exc:
                 raise FileNotFoundError(f"{dataset} training split: {exc}") from None
             for seq in layout.names:
@@ -150,11 +152,16 @@ class DetMOTDetection(torch.utils.data.Dataset):
                 if not os.path.isfile(gt_path):
                     continue
                 labels = read_mot_gt(gt_path, classes=entry.train_classes)
+                files = _frame_files(seq_dir)
+                if layout.half is not None:  # the half's frames only, under their own numbers
+                    first, last = registry.half_frames(len(files), layout.half, layout.half_convention)
+                    numbers = sorted(files)[first - 1:last]
+                    labels = {t: v for t, v in labels.items() if numbers[0] <= t <= numbers[-1]}
                 if not labels:
                     continue
                 self.labels_full[vid] = labels
                 self.video_dict[vid] = len(self.video_dict)
-                self.frame_files[vid] = _frame_files(seq_dir)
+                self.frame_files[vid] = files
                 self.vid_root[vid] = layout.key_root
                 t_min, t_max = min(labels), max(labels)
                 self.vid_tmax[vid] = t_max

@@ -42,6 +42,11 @@ def add_dataset_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
            "(training always uses one copy per video: FRCNN with 'all')")
     a("--split_dir", default=None,
       help="a MOTChallenge-format split folder of your own (<seq>/img1/*.jpg); replaces --dataset/--split")
+    a("--half_split", default=registry.HALF_CONVENTIONS[0], choices=registry.HALF_CONVENTIONS,
+      help="--split train_half / val_half (MOT17, MOT20): where each train video is cut: bytetrack "
+           "(train 1..n//2+1, default) or motip (1..n//2); val_half frames are renumbered from 1")
+    a("--train_split", default="train", choices=("train", "train_half"),
+      help="training: the train split, or its first halves (MOT17 / MOT20, --half_split) to validate on val_half")
     return parser
 
 
@@ -68,6 +73,8 @@ class SplitLayout:
     split_dir: str
     key_root: str
     names: List[str] = field(default_factory=list)
+    half: Optional[str] = None              # 'train_half' / 'val_half' of split_dir (the train split)
+    half_convention: str = registry.HALF_CONVENTIONS[0]
 
     @property
     def rel(self) -> str:
@@ -78,6 +85,10 @@ class SplitLayout:
         """One sequence's frames (paths relative to key_root) and seqinfo."""
         seq = read_sequence(self.key_root, f"{self.rel}/{name}")
         seq.root = self.key_root
+        if self.half is not None:  # the half's frames, numbered from 1 (its results and gt are too)
+            first, last = registry.half_frames(len(seq.frames), self.half, self.half_convention)
+            seq.frames = [(i + 1, path) for i, (_, path) in enumerate(seq.frames[first - 1:last])]
+            seq.info = {**seq.info, "seqlength": str(len(seq.frames))}
         return seq
 
     def read_all(self, names: Optional[Sequence[str]] = None) -> List[TrackingSequence]:
@@ -116,12 +127,19 @@ def _select_names(split_dir: str, available: List[str], seqs: Optional[Sequence[
 
 def resolve_split(mot_path: str, dataset: str = registry.DEFAULT, split: str = "val",
                   split_dir: Optional[str] = None, mot17_copy: str = DEFAULT_MOT17_COPY,
-                  seqs: Optional[Sequence[str]] = None) -> SplitLayout:
-    """The split a run reads (module docstring); raises SequenceError naming what is missing."""
+                  seqs: Optional[Sequence[str]] = None, half_convention: str = registry.HALF_CONVENTIONS[0]
+                  ) -> SplitLayout:
+    """The split a run reads (module docstring); raises SequenceError naming what is missing.
+    `train_half` / `val_half` read the train split's videos cut in two (registry.half_frames)."""
     try:
         entry = registry.get(dataset)
     except registry.DatasetError as exc:
         raise SequenceError(str(exc)) from None
+    half = split if split in registry.HALF_SPLITS else None
+    if half is not None:
+        if not entry.half_splits and split_dir is None:
+            raise SequenceError(f"--split {split}: {dataset} has no half splits (mot17 and mot20 do)")
+        split = registry.HALF_SPLITS[half]
     mot_path = str(mot_path)
     if split_dir is not None:
         split_dir = str(split_dir)
@@ -142,7 +160,7 @@ def resolve_split(mot_path: str, dataset: str = registry.DEFAULT, split: str = "
     if not found:
         raise SequenceError(f"no sequences (folders with img1/) in {split_dir}")
     return SplitLayout(dataset=dataset, split_dir=split_dir, key_root=key_root,
-                       names=_select_names(split_dir, found, seqs))
+                       names=_select_names(split_dir, found, seqs), half=half, half_convention=half_convention)
 
 
 def split_from_args(args, split: Optional[str] = None) -> SplitLayout:
@@ -150,4 +168,4 @@ def split_from_args(args, split: Optional[str] = None) -> SplitLayout:
     return resolve_split(args.mot_path, getattr(args, "dataset", None) or registry.DEFAULT,
                          split if split is not None else getattr(args, "split", "val"),
                          getattr(args, "split_dir", None), getattr(args, "mot17_copy", DEFAULT_MOT17_COPY),
-                         getattr(args, "seqs", None))
+                         getattr(args, "seqs", None), getattr(args, "half_split", registry.HALF_CONVENTIONS[0]))

@@ -33,6 +33,9 @@ class TrackerConfig:
         None, "suppress the lower-scoring of two reported boxes overlapping by more than this IoU (counted as "
         "a miss); default: off, as upstream MOTRv2", check=in_range(0, 1, low_open=True), optional=True)
     area_threshold: float = option(100.0, "boxes of at most this many pixels are not written", check=non_negative)
+    public_protocol: bool = option(
+        False, "report only tracks born from a proposal of their first frame (det_ind >= 0 at birth): with a det_db "
+        "of public detections (make_detdb.py --from_det_txt), MOTChallenge's public-detection protocol")
     memory: MemoryConfig = field(default_factory=MemoryConfig)
 
     def __post_init__(self):
@@ -55,7 +58,7 @@ class TrackerConfig:
 
 
 THRESHOLD_FIELDS = ("score_threshold", "update_score_threshold", "miss_tolerance", "track_nms_iou",
-                    "area_threshold")
+                    "area_threshold", "public_protocol")
 
 
 def tracker_flags() -> List[FlagField]:

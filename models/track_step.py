@@ -117,6 +117,8 @@ def frame_step(network, features, proposals: Optional[torch.Tensor], tracks: Opt
     # Which proposal of this frame each query is (-1: a learned query or a carried track).
     queries.det_index = torch.cat([torch.full((network.num_queries,), -1, dtype=torch.long, device=device),
                                    torch.arange(n_fresh - network.num_queries, device=device)])
+    # A track is born from a fresh query: it keeps that frame's proposal index (-1: a learned query).
+    queries.birth_det_index = queries.det_index.clone()
     queries.det_class = torch.zeros(n_fresh, dtype=torch.long, device=device)
     if proposal_classes is not None:
         queries.det_class[network.num_queries:] = proposal_classes.to(device=device, dtype=torch.long)
@@ -160,9 +162,13 @@ class FrameTracks:
         return len(self.ids)
 
 
-def select_output(tracks: Instances, score_threshold: float, area_threshold: float = 100) -> FrameTracks:
-    """The output filter: tracks with an id, score > `score_threshold`, box area > `area_threshold` px."""
+def select_output(tracks: Instances, score_threshold: float, area_threshold: float = 100,
+                  public_protocol: bool = False) -> FrameTracks:
+    """The output filter: tracks with an id, score > `score_threshold`, box area > `area_threshold` px;
+    with `public_protocol` only tracks born from a proposal (a public detection of their first frame)."""
     keep = (tracks.scores > score_threshold) & (tracks.obj_idxes >= 0)
+    if public_protocol:
+        keep &= tracks.birth_det_index >= 0
     boxes = tracks.boxes[keep]
     wh = boxes[:, 2:4] - boxes[:, 0:2]
     big = wh[:, 0] * wh[:, 1] > area_threshold

@@ -116,7 +116,8 @@ class Tracker:
         self.tracks = frame_step(self.network, features, proposals, self.tracks, ori_size=ori_size, ids=self.ids,
                                  memory=self.memory, update_threshold=self.config.update_score_threshold,
                                  proposal_classes=proposal_classes)
-        return select_output(self.tracks, self.config.score_threshold, self.config.area_threshold)
+        return select_output(self.tracks, self.config.score_threshold, self.config.area_threshold,
+                             self.config.public_protocol)
 
     def track(self, image: torch.Tensor, proposals: Optional[torch.Tensor], ori_size: Tuple[int, int],
               proposal_classes: Optional[torch.Tensor] = None) -> FrameTracks:

@@ -189,7 +189,9 @@ def test_real_trackers_under_both_rule_sets(tmp_path):
 
     tud = tmp_path / "tud" / "TUD-Campus"
     (tud / "gt").mkdir(parents=True)
-    shutil.copy(DATA / "tud_campus" / "gt.txt", tud / "gt" / "gt.txt")
+    # tests/data/tud_campus/README: column 8 (class) is -1 and must be set to 1 (pedestrian)
+    (tud / "gt" / "gt.txt").write_text("".join(",".join(f[:7] + ["1"] + f[8:]) + "\n" for f in (
+        line.split(",") for line in (DATA / "tud_campus" / "gt.txt").read_text().splitlines())))
     (tud / "seqinfo.ini").write_text("[Sequence]\nname=TUD-Campus\nseqLength=71\n")
     result = write_result(tmp_path / "tud_result", {"TUD-Campus": (DATA / "tud_campus" / "test.txt").read_text().split()})
     report = compare(str(tud.parent), {"T": str(result)}, str(tmp_path / "t"), benchmark="dancetrack")

@@ -71,7 +71,7 @@ def test_flags_and_defaults_are_the_fields():
     assert {"--memory", "--memory_preset", "--ofs", "--memory_size", "--memory_tau", "--memory_alpha",
             "--memory_max_frame_gap", "--memory_store_score", "--memory_delay_iou", "--memory_temporal_gap_reg",
             "--score_threshold", "--update_score_threshold", "--miss_tolerance", "--track_nms_iou",
-            "--area_threshold"} == flags
+            "--area_threshold", "--public_protocol"} == flags
     assert {a.dest for a in variant_parser()._actions if a.option_strings} == {f.dest for f in tracker_flags()}
     help_text = parser.format_help()
     assert all(flag in help_text for flag in flags)

@@ -94,7 +94,7 @@ def build_tud(tmp_path):
 
 def test_tud_campus_matches_published_figures(tmp_path):
     split, trackers = build_tud(tmp_path)
-    res = evaluate(split, trackers)
+    res = evaluate(split, trackers, benchmark="custom")
     combined = res["combined"]
     assert combined["MOTA"] / 100 == pytest.approx(0.526462, abs=1e-6)
     assert combined["IDF1"] / 100 == pytest.approx(0.557659, abs=1e-6)
@@ -110,7 +110,7 @@ def test_tud_raw_gt_class_is_rejected_with_line(tmp_path):
     seq_dir = write_sequence(split, "TUD-Campus", (TUD_DIR / "gt.txt").read_text().splitlines(), 71)
     write_tracker(tmp_path / "trk", "TUD-Campus", (TUD_DIR / "test.txt").read_text().splitlines())
     with pytest.raises(EvaluationInputError) as info:
-        evaluate(split, tmp_path / "trk")
+        evaluate(split, tmp_path / "trk", benchmark="custom")
     assert info.value.path == str(seq_dir / "gt" / "gt.txt") and info.value.line == 1
     assert "class" in str(info.value)
 
@@ -129,7 +129,7 @@ def test_perfect_tracker_scores_100(tmp_path):
     trackers = tmp_path / "trk"
     # Tracker file is a byte copy of the gt file (DanceTrack gt: frame,id,x,y,w,h,1,1,1).
     write_tracker(trackers, "seq", (gt_dir / "gt" / "gt.txt").read_text().splitlines())
-    res = evaluate(split, trackers)
+    res = evaluate(split, trackers, benchmark="custom")
     perfect = {"HOTA": 100, "DetA": 100, "AssA": 100, "MOTA": 100, "IDF1": 100, "IDSW": 0}
     check_row(res["combined"], perfect)
     check_row(res["per_sequence"]["seq"], perfect)
@@ -145,7 +145,7 @@ def test_id_swap_loses_association_not_detection(tmp_path, swap_after):
     # Same boxes, but from frame swap_after + 1 on the two ids are exchanged.
     swapped = tracker_lines_of(frames, id_of=lambda f, i: i if f <= swap_after else 3 - i)
     write_tracker(tmp_path / "trk", "seq", swapped)
-    row = evaluate(split, tmp_path / "trk")["combined"]
+    row = evaluate(split, tmp_path / "trk", benchmark="custom")["combined"]
 
     k = swap_after
     # Every box is found exactly: detection is perfect at every IoU threshold.
@@ -176,7 +176,7 @@ def test_hota_averages_over_iou_thresholds(tmp_path):
     split = tmp_path / "gt"
     write_sequence(split, "seq", gt_lines_of(frames), seq_length=4)
     write_tracker(tmp_path / "trk", "seq", tracker_lines_of(shifted))
-    row = evaluate(split, tmp_path / "trk")["combined"]
+    row = evaluate(split, tmp_path / "trk", benchmark="custom")["combined"]
     frac = 12 / 19
     check_row(row, {"DetA": 100 * frac, "AssA": 100 * frac, "HOTA": 100 * frac,
                     "MOTA": 100, "IDF1": 100, "IDSW": 0})
@@ -189,8 +189,8 @@ def test_trailing_commas_and_spaces_are_accepted(tmp_path):
     swapped = tracker_lines_of(frames, id_of=lambda f, i: i if f <= 2 else 3 - i)
     write_tracker(tmp_path / "plain", "seq", swapped)
     write_tracker(tmp_path / "spaced", "seq", [line.replace(",", ", ") + "," for line in swapped])
-    spaced = evaluate(split, tmp_path / "spaced")["combined"]
-    assert spaced == evaluate(split, tmp_path / "plain")["combined"]
+    spaced = evaluate(split, tmp_path / "spaced", benchmark="custom")["combined"]
+    assert spaced == evaluate(split, tmp_path / "plain", benchmark="custom")["combined"]
     assert spaced["IDSW"] == 2
 
 
@@ -198,7 +198,7 @@ def test_empty_tracker_scores_zero(tmp_path):
     split = tmp_path / "gt"
     write_sequence(split, "seq", gt_lines_of(two_walkers(5)), seq_length=5)
     write_tracker(tmp_path / "trk", "seq", [])
-    row = evaluate(split, tmp_path / "trk")["combined"]
+    row = evaluate(split, tmp_path / "trk", benchmark="custom")["combined"]
     check_row(row, {"HOTA": 0, "DetA": 0, "AssA": 0, "MOTA": 0, "IDF1": 0, "IDSW": 0})
 
 
@@ -211,7 +211,7 @@ def test_combined_pools_detections_over_sequences(tmp_path):
     write_sequence(split, "b", gt_lines_of(frames_b), 3)
     write_tracker(trk, "a", tracker_lines_of(frames_a))
     write_tracker(trk, "b", [])
-    res = evaluate(split, trk)
+    res = evaluate(split, trk, benchmark="custom")
     g1, g2 = 12, 6
     det_a = g1 / (g1 + g2)
     check_row(res["combined"], {
@@ -238,7 +238,7 @@ def test_gt_ignore_flag_and_distractor_class(tmp_path):
     trk_with_distractor = trk + [mot_line(f, 9, (150, 300, 40, 80), tail=(0.5, -1, -1, -1))
                                  for f in range(1, 5)]
     write_tracker(tmp_path / "trk", "seq", trk_with_distractor)
-    row = evaluate(split, tmp_path / "trk")["combined"]
+    row = evaluate(split, tmp_path / "trk", benchmark="custom")["combined"]
     check_row(row, {"HOTA": 100, "DetA": 100, "AssA": 100, "MOTA": 100, "IDF1": 100, "IDSW": 0})
 
 
@@ -250,7 +250,7 @@ def test_seqmap_selects_sequences(tmp_path):
     write_tracker(trk, "a", tracker_lines_of(frames))  # no b.txt: b is not in the seqmap
     seqmap = tmp_path / "seqmap.txt"
     seqmap.write_text("name\na\n")
-    res = evaluate(split, trk, seqmap=seqmap)
+    res = evaluate(split, trk, seqmap=seqmap, benchmark="custom")
     assert list(res["per_sequence"]) == ["a"]
     check_row(res["combined"], {"HOTA": 100, "IDSW": 0})
 
@@ -258,7 +258,7 @@ def test_seqmap_selects_sequences(tmp_path):
 def test_evaluate_is_quiet_and_writes_nothing(tmp_path, capfd):
     split, trackers = build_tud(tmp_path)
     before = sorted(p for p in tmp_path.rglob("*"))
-    evaluate(split, trackers)
+    evaluate(split, trackers, benchmark="custom")
     out, err = capfd.readouterr()
     assert out == "" and err == ""
     assert sorted(p for p in tmp_path.rglob("*")) == before
@@ -300,12 +300,12 @@ def test_bad_tracker_file_names_file_and_line(tmp_path, gt_split, capsys, case):
     lines, bad_line, phrase = BAD_TRACKER_FILES[case]
     path = write_tracker(tmp_path / "trk", "seq", lines)
     with pytest.raises(EvaluationInputError) as info:
-        evaluate(gt_split, tmp_path / "trk")
+        evaluate(gt_split, tmp_path / "trk", benchmark="custom")
     message = str(info.value)
     assert info.value.path == str(path) and info.value.line == bad_line
     assert f"{path}:{bad_line}:" in message and phrase in message
 
-    rc = main(["--gt_folder", str(gt_split), "--tracker_folder", str(tmp_path / "trk")])
+    rc = main(["--gt_folder", str(gt_split), "--tracker_folder", str(tmp_path / "trk"), "--benchmark", "custom"])
     err = capsys.readouterr().err
     assert rc != 0
     assert err.count("\n") == 1 and f"{path}:{bad_line}:" in err
@@ -318,23 +318,33 @@ def test_duplicate_id_reports_first_in_file_and_earlier_line(tmp_path, gt_split)
              "1,4,90,10,40,100,0.9,-1,-1,-1"]
     path = write_tracker(tmp_path / "trk", "seq", lines)
     with pytest.raises(EvaluationInputError) as info:
-        evaluate(gt_split, tmp_path / "trk")
+        evaluate(gt_split, tmp_path / "trk", benchmark="custom")
     assert str(info.value) == f"{path}:3: id 1 appears twice in frame 3 (also on line 1)"
 
 
 def test_missing_tracker_sequence_file(tmp_path, gt_split):
     write_sequence(gt_split, "other", gt_lines_of(two_walkers(2)), seq_length=2)
     write_tracker(tmp_path / "trk", "seq", GOOD)  # other.txt is missing
-    missing = tmp_path / "trk" / "other.txt"
     with pytest.raises(EvaluationInputError) as info:
-        evaluate(gt_split, tmp_path / "trk")
-    assert info.value.path == str(missing) and "missing" in str(info.value)
-    # The real CLI, as a separate process: non-zero exit and a one-line message naming the file.
-    proc = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "tools" / "evaluate.py"), "--gt_folder", str(gt_split),
-         "--tracker_folder", str(tmp_path / "trk")], capture_output=True, text=True, timeout=60)
+        evaluate(gt_split, tmp_path / "trk", benchmark="custom")
+    assert info.value.path == str((tmp_path / "trk").resolve())
+    assert "no result file" in str(info.value) and "other" in str(info.value) and "--allow_missing" in str(info.value)
+    # The real CLI, as a separate process: non-zero exit and a one-line message naming the sequence.
+    argv = [sys.executable, str(REPO_ROOT / "tools" / "evaluate.py"), "--gt_folder", str(gt_split),
+            "--tracker_folder", str(tmp_path / "trk"), "--benchmark", "custom"]
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))  # this checkout's code, whatever the venv points at
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode != 0
-    assert proc.stdout == "" and proc.stderr.strip().count("\n") == 0 and str(missing) in proc.stderr
+    assert proc.stdout == "" and proc.stderr.strip().count("\n") == 0 and "other" in proc.stderr
+    # --allow_missing: the rest is scored and the left-out sequence printed
+    proc = subprocess.run(argv + ["--allow_missing"], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "not scored (no result file): other" in proc.stdout
+    res = evaluate(gt_split, tmp_path / "trk", benchmark="custom", allow_missing=True)
+    assert list(res["per_sequence"]) == ["seq"] and res["missing"] == {"results": ["other"]}
+    # no --benchmark / --dataset: refused, never guessed
+    proc = subprocess.run(argv[:-2], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 2 and "--benchmark" in proc.stderr
 
 
 def test_bad_gt_and_seqinfo_are_named(tmp_path, gt_split):
@@ -342,13 +352,13 @@ def test_bad_gt_and_seqinfo_are_named(tmp_path, gt_split):
     ini = gt_split / "seq" / "seqinfo.ini"
     ini.write_text("[Sequence]\nname=seq\n")
     with pytest.raises(EvaluationInputError) as info:
-        evaluate(gt_split, tmp_path / "trk")
+        evaluate(gt_split, tmp_path / "trk", benchmark="custom")
     assert info.value.path == str(ini) and "seqLength" in str(info.value)
 
     ini.write_text("[Sequence]\nseqLength=4\n")  # gt has frame 5
     gt_file = gt_split / "seq" / "gt" / "gt.txt"
     with pytest.raises(EvaluationInputError) as info:
-        evaluate(gt_split, tmp_path / "trk")
+        evaluate(gt_split, tmp_path / "trk", benchmark="custom")
     assert info.value.path == str(gt_file) and info.value.line == 9 and "beyond" in str(info.value)
 
 
@@ -359,12 +369,12 @@ def test_bad_gt_and_seqinfo_are_named(tmp_path, gt_split):
 def test_cli_table_and_json(tmp_path, capsys):
     split, trackers = build_tud(tmp_path)
     out_json = tmp_path / "out" / "eval.json"
-    rc = main(["--gt_folder", str(split), "--tracker_folder", str(trackers), "--json", str(out_json)])
+    rc = main(["--gt_folder", str(split), "--tracker_folder", str(trackers), "--json", str(out_json), "--dataset", "custom"])
     assert rc == 0
     stdout = capsys.readouterr().out
     assert "TUD-Campus" in stdout and "COMBINED" in stdout and "52.646" in stdout
     saved = json.loads(out_json.read_text())
-    assert saved == evaluate(split, trackers)
+    assert saved == evaluate(split, trackers, benchmark="custom")
     assert set(saved["combined"]) == set(METRIC_KEYS)
     assert not list(out_json.parent.glob("*.tmp"))  # the temp file was renamed away
 
@@ -373,7 +383,7 @@ def test_eval_dance_sh_writes_eval_json(tmp_path):
     split, trackers = build_tud(tmp_path)
     seqmap = tmp_path / "seqmap"
     seqmap.write_text("name\nTUD-Campus\n")
-    env = dict(os.environ, PYTHON=sys.executable)
+    env = dict(os.environ, PYTHON=sys.executable, PYTHONPATH=str(REPO_ROOT))
     proc = subprocess.run(["bash", str(REPO_ROOT / "tools" / "eval_dance.sh"), str(trackers), str(split),
                            str(seqmap)], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -422,8 +432,8 @@ def test_relabelling_tracker_ids_leaves_metrics_unchanged(scene):
                        num_frames)
         write_tracker(tmp / "orig", "seq", lines_of_tracks(trk, range(1, len(trk) + 1), tail))
         write_tracker(tmp / "relabelled", "seq", lines_of_tracks(trk, new_ids, tail))
-        original = evaluate(tmp / "gt", tmp / "orig")["combined"]
-        relabelled = evaluate(tmp / "gt", tmp / "relabelled")["combined"]
+        original = evaluate(tmp / "gt", tmp / "orig", benchmark="custom")["combined"]
+        relabelled = evaluate(tmp / "gt", tmp / "relabelled", benchmark="custom")["combined"]
     check_row(relabelled, original)
     for key in ("HOTA", "DetA", "AssA", "IDF1"):
         assert 0.0 <= original[key] <= 100.0 + 1e-9

@@ -90,7 +90,7 @@ def run_demo(cli_args=None) -> int:
     run(args, variants)
     results = {}
     for label, folder, _, _ in VARIANTS:
-        combined = evaluate(str(split_dir), str(OUT / folder))["combined"]
+        combined = evaluate(str(split_dir), str(OUT / folder), benchmark="dancetrack")["combined"]
         results[label] = {m: round(float(combined[m]), 3) for m in METRICS}
     header = f"{'Table II row':<18}" + "".join(f"{m:>8}" for m in METRICS) + f"{'dHOTA':>8}{'paper':>8}"
     print("\n" + header + "\n" + "-" * len(header))

@@ -19,7 +19,7 @@ tracker_dir="$1"
 gt_dir="${2:-$repo_root/data/DanceTrack/val}"
 seqmap="${3:-}"
 
-args=(--gt_folder "$gt_dir" --tracker_folder "$tracker_dir" --json "$tracker_dir/eval.json")
+args=(--gt_folder "$gt_dir" --tracker_folder "$tracker_dir" --json "$tracker_dir/eval.json" --benchmark dancetrack)
 if [[ -n "$seqmap" ]]; then
     args+=(--seqmap "$seqmap")
 fi

@@ -8,29 +8,27 @@ Ground truth follows the DanceTrack / MOTChallenge layout::
 and tracker results are ``TRACKER_DIR/<seq>.txt`` in MOTChallenge format
 ``frame,id,x,y,w,h,conf,-1,-1,-1``.
 
-The scoring settings are the benchmark's entry in datasets/registry.py (``--benchmark NAME``,
-default ``custom``: MOTChallenge's rules, which on DanceTrack's gt give DanceTrack's figures; never
-guessed from a folder name): TrackEval's BENCHMARK
-(which picks the distractor classes), the classes to evaluate and whether its preprocessing runs.
-With preprocessing TrackEval keeps a gt row only if its 7th column (the "consider" flag) is non-zero
-and its 8th column (class) is 1 (pedestrian); tracker boxes matched to a distractor class are
-dropped (MOT17: person on vehicle, static person, distractor, reflection; MOT20 also non-motorized
-vehicle). Matching threshold is IoU 0.5 (CLEAR / Identity); HOTA averages over IoU thresholds
-0.05..0.95.
+The scoring settings are the benchmark's entry in datasets/registry.py (``--benchmark NAME`` or
+``--dataset NAME``, required; never guessed from a folder name): what its owners pass to TrackEval's
+run_mot_challenge.py (BENCHMARK, which picks the distractor classes; the classes to evaluate;
+DO_PREPROC; the released seqmap). No gt row is edited. With preprocessing TrackEval keeps a gt row
+only if its class (8th column) is 1 (pedestrian) and drops tracker boxes matched to a distractor
+class (MOT17: person on vehicle, static person, distractor, reflection; MOT20 also non-motorized
+vehicle); zero-marked rows (7th column 0) are dropped either way. Matching threshold is IoU 0.5
+(CLEAR / Identity); HOTA averages over IoU thresholds 0.05..0.95.
+
+Seqmaps: the sequences scored are those of ``--seqmap``, else of the entry's released seqmap beside
+the split folder (DanceTrack/val_seqmap.txt), else of one written from the gt folder (for a gt folder
+with MOT17's copies, the copies the tracker folder has files for); TrackEval reads it. A listed
+sequence without gt or a result is an error naming it (``--allow_missing``: the rest is scored).
 
 We call TrackEval's dataset and metric classes directly rather than its ``Evaluator``: the
 ``Evaluator`` prints progress and writes summaries/plots next to the tracker files, which we do
 not want. The inputs are validated first so that mistakes are reported as
 ``EvaluationInputError`` naming the file and line, instead of TrackEval's generic messages.
 
-Benchmarks (``--benchmark``, the registry's names):
-
-* ``mot17``, ``mot20``, ``custom`` (your own folder): MOTChallenge's rules as above. For a dataset
-  with copies of each video (MOT17's three) in the gt folder and no seqmap, the copies the tracker
-  folder has files for are scored (``-FRCNN`` results: the FRCNN copies).
-* ``dancetrack``, ``sportsmot``, ``bft``: every gt box is a target (the class and consider
-  columns are not read), which is what these benchmarks' own TrackEval runs amount to on their
-  ground truth (every row ``1,1,1``; BFT after tools/convert_bft.py).
+``--split train_half|val_half`` scores one half of each train video (MOT17 / MOT20), frames
+renumbered from 1; SportsMOT's per-sport rows come from ``splits_txt/<sport>.txt``.
 
 Every row carries HOTA, DetA, AssA, MOTA, IDF1 (percent) and the counts IDSW, FP, FN, MT, PT,
 ML and Frag (TrackEval's CLEAR: CLR_FP, CLR_FN, MT, PT, ML, Frag).
@@ -38,9 +36,9 @@ ML and Frag (TrackEval's CLEAR: CLR_FP, CLR_FN, MT, PT, ML, Frag).
 Usage::
 
     python tools/evaluate.py --gt_folder data/DanceTrack/val --tracker_folder out/tracker \
-        [--seqmap val_seqmap.txt] [--json out/tracker/eval.json] [--benchmark mot17]
+        --benchmark dancetrack [--seqmap val_seqmap.txt] [--json out/tracker/eval.json]
 
-or from Python: ``evaluate(gt_folder, tracker_folder, seqmap=None, benchmark="custom") -> dict``.
+or from Python: ``evaluate(gt_folder, tracker_folder, seqmap=None, benchmark="dancetrack") -> dict``.
 """
 
 from __future__ import annotations
@@ -51,13 +49,14 @@ import contextlib
 import io
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from datasets import registry
-from util.fileio import write_json_atomic
+from util.fileio import write_atomic, write_json_atomic
 
 PathLike = Union[str, os.PathLike]
 
@@ -66,8 +65,6 @@ PERCENT_KEYS = ("HOTA", "DetA", "AssA", "MOTA", "IDF1")
 COUNT_KEYS = ("IDSW", "FP", "FN", "MT", "PT", "ML", "Frag")
 METRIC_KEYS = PERCENT_KEYS + COUNT_KEYS
 BENCHMARKS = registry.NAMES
-# Without --benchmark: an own MOTChallenge-format folder's rules (MOTChallenge's).
-DEFAULT_BENCHMARK = "custom"
 
 # Column layout of MOTChallenge text files (0-based).
 FRAME_COL, ID_COL, CONF_COL, CLASS_COL = 0, 1, 6, 7
@@ -284,51 +281,181 @@ def _row_from_trackeval(hota: dict, clear: dict, identity: dict) -> Dict[str, Un
     }
 
 
-def evaluate(gt_folder: PathLike, tracker_folder: PathLike, seqmap: Optional[PathLike] = None,
-             progress: bool = False, benchmark: str = DEFAULT_BENCHMARK,
-             on_sequence: Optional[Callable[[str, dict, dict], None]] = None) -> Dict[str, dict]:
-    """Evaluate ``tracker_folder/<seq>.txt`` against ``gt_folder/<seq>/gt/gt.txt``.
+class _Plan:
+    """What one evaluation scores: the seqmap's sequences, those left out, and the gt folder TrackEval reads."""
 
-    Sequences come from ``seqmap`` if given, else from every folder of ``gt_folder`` with
-    ``gt/gt.txt``. Returns ``{"combined": row, "per_sequence": {seq: row}}`` where each row has
-    HOTA, DetA, AssA, MOTA, IDF1 in percent and IDSW, FP, FN, MT, PT, ML, Frag as ints, and
-    ``"benchmark"``: the name of the registry entry whose scoring settings were used (module docstring).
-    Raises EvaluationInputError on bad input. Nothing is written to disk.
-    ``on_sequence(seq, raw, data)``, if given, sees each sequence's TrackEval data as scored: raw
-    (original ids) and preprocessed (ids relabelled 0..n-1), e.g. to replay CLEAR's matching.
+    def __init__(self, seqs: List[str], seqmap: str, missing: Dict[str, List[str]]):
+        self.seqs, self.seqmap, self.missing = seqs, seqmap, missing
+
+
+def write_seqmap(names: Sequence[str], path: PathLike) -> None:
+    """A MOTChallenge seqmap: header `name`, one sequence per line (what TrackEval reads)."""
+    write_atomic(path, "name\n" + "".join(f"{n}\n" for n in names))
+
+
+def released_seqmap(entry: registry.DatasetEntry, gt_root: Path) -> Optional[Path]:
+    """The entry's released seqmap beside the split folder (DanceTrack/val -> DanceTrack/val_seqmap.txt),
+    when the entry has one and it is there."""
+    if entry.scoring.seqmap is None:
+        return None
+    path = gt_root.parent / entry.scoring.seqmap.format(split=gt_root.name)
+    return path if path.is_file() else None
+
+
+def read_group_list(path: PathLike) -> List[str]:
+    """A plain list of sequence names, one per line (a first line `name` is a header)."""
+    names = [line.split(",")[0].strip() for line in Path(path).read_text().splitlines()]
+    names = [n for n in names if n]
+    return names[1:] if names[:1] == ["name"] else names
+
+
+def _half_gt_folder(gt_root: Path, seqs: List[str], half: str, convention: str, out: Path) -> Dict[str, int]:
+    """gt and seqinfo.ini of `half` of each sequence under `out`, frames renumbered from 1."""
+    lengths = {}
+    for seq in seqs:
+        src = gt_root / seq
+        length = read_seq_length(src)
+        first, last = registry.half_frames(length, half, convention)
+        rows = load_mot_file(src / "gt" / "gt.txt", length, is_gt=True, seqinfo_path=src / "seqinfo.ini",
+                             check_classes=False)
+        keep = rows[(rows[:, FRAME_COL] >= first) & (rows[:, FRAME_COL] <= last)]
+        keep[:, FRAME_COL] -= first - 1
+        (out / seq / "gt").mkdir(parents=True)
+        np.savetxt(out / seq / "gt" / "gt.txt", keep, fmt="%.10g", delimiter=",")
+        lengths[seq] = last - first + 1
+        (out / seq / "seqinfo.ini").write_text(f"[Sequence]\nname={seq}\nseqLength={lengths[seq]}\n")
+    return lengths
+
+
+def _plan(entry: registry.DatasetEntry, gt_root: Path, tracker_root: Path, seqmap: Optional[PathLike],
+          allow_missing: bool) -> _Plan:
+    """The sequences to score (module docstring: Seqmaps); every listed sequence needs gt and a result."""
+    official = Path(seqmap) if seqmap is not None else released_seqmap(entry, gt_root)
+    if official is not None:
+        seqs, source = read_seqmap(official), str(official)
+    else:
+        seqs, source = discover_sequences(gt_root), "written from the gt folder"
+        if entry.copies:
+            seqs = _copies_scored(entry, tracker_root, seqs)
+    missing = {"gt": [s for s in seqs if not (gt_root / s / "gt" / "gt.txt").is_file()],
+               "results": [s for s in seqs if not (tracker_root / f"{s}.txt").is_file()]}
+    if not allow_missing:
+        where = f" (seqmap {official})" if official is not None else ""
+        if missing["gt"]:
+            raise EvaluationInputError(
+                f"no ground truth (<seq>/gt/gt.txt) for listed sequence(s) {', '.join(missing['gt'])}{where}; "
+                "--allow_missing scores the rest", gt_root)
+        if missing["results"]:
+            raise EvaluationInputError(
+                f"no result file (<seq>.txt) for listed sequence(s) {', '.join(missing['results'])}{where}; "
+                "--allow_missing scores the rest", tracker_root)
+    left_out = set(missing["gt"]) | set(missing["results"])
+    scored = [s for s in seqs if s not in left_out]
+    if not scored:
+        raise EvaluationInputError(f"none of the {len(seqs)} listed sequences has both gt and a result", tracker_root)
+    return _Plan(scored, source, {k: v for k, v in missing.items() if v})
+
+
+def evaluate(gt_folder: PathLike, tracker_folder: PathLike, seqmap: Optional[PathLike] = None,
+             progress: bool = False, benchmark: Optional[str] = None, allow_missing: bool = False,
+             half: Optional[str] = None, half_convention: str = "bytetrack",
+             groups_folder: Optional[PathLike] = None,
+             on_sequence: Optional[Callable[[str, dict, dict], None]] = None) -> Dict[str, dict]:
+    """Evaluate ``tracker_folder/<seq>.txt`` against ``gt_folder/<seq>/gt/gt.txt`` with the
+    scoring settings of the registry entry ``benchmark`` (required).
+
+    The sequences are those of a seqmap: ``seqmap``, else the entry's released one beside the gt
+    folder, else one written from the gt folder's sequences; TrackEval reads it. A listed sequence
+    without gt or without a result is an EvaluationInputError naming it, unless ``allow_missing``
+    (then the rest is scored and ``"missing"`` lists them). ``half`` ('train_half' / 'val_half'):
+    gt_folder is the train split and each sequence's half is scored, frames renumbered from 1.
+    Returns ``{"benchmark", "seqmap", "combined": row, "per_sequence": {seq: row}}`` (rows: HOTA,
+    DetA, AssA, MOTA, IDF1 in percent; IDSW, FP, FN, MT, PT, ML, Frag as ints), ``"groups":
+    {group: row}`` for an entry with group lists (SportsMOT's sports; read from ``groups_folder``,
+    default the folder above gt_folder) and ``"missing"`` when sequences were left out. Nothing is
+    written to disk but temporaries. ``on_sequence(seq, raw, data)``, if given, sees each sequence's
+    TrackEval data as scored: raw (original ids) and preprocessed (ids relabelled 0..n-1), e.g. to
+    replay CLEAR's matching.
     """
+    if not benchmark:
+        raise EvaluationInputError("name the scoring settings: --benchmark NAME or --dataset NAME "
+                                   f"({', '.join(BENCHMARKS)}); they are never guessed from a folder")
+    try:
+        entry = registry.get(benchmark, "--benchmark")
+    except registry.DatasetError as err:
+        raise EvaluationInputError(str(err)) from None
     gt_root = Path(gt_folder)
     tracker_root = Path(tracker_folder).resolve()
     if not gt_root.is_dir():
         raise EvaluationInputError("ground-truth folder not found", gt_root)
     if not tracker_root.is_dir():
         raise EvaluationInputError("tracker folder not found", tracker_root)
-    seqs = read_seqmap(seqmap) if seqmap is not None else discover_sequences(gt_root)
-    try:
-        entry = registry.get(benchmark or DEFAULT_BENCHMARK, "--benchmark")
-    except registry.DatasetError as err:
-        raise EvaluationInputError(str(err)) from None
-    benchmark, scoring = entry.name, entry.scoring
-    if entry.copies and seqmap is None:
-        seqs = _copies_scored(entry, tracker_root, seqs)
-    (cls,) = scoring.classes  # TrackEval's MotChallenge2DBox evaluates pedestrians only
+    scoring = entry.scoring
+    plan = _plan(entry, gt_root, tracker_root, seqmap, allow_missing)
+    seqs = plan.seqs
 
-    # Validate everything before handing it to TrackEval, so errors name file and line.
-    seq_lengths: Dict[str, int] = {}
-    for seq in seqs:
-        seq_dir = gt_root / seq
-        gt_file = seq_dir / "gt" / "gt.txt"
-        if not gt_file.is_file():
-            raise EvaluationInputError(f"ground-truth file for sequence {seq!r} not found", gt_file)
-        length = read_seq_length(seq_dir)
-        tracker_file = tracker_root / f"{seq}.txt"
-        if not tracker_file.is_file():
-            raise EvaluationInputError(f"tracker file for sequence {seq!r} is missing", tracker_file)
-        load_mot_file(gt_file, length, is_gt=True, seqinfo_path=seq_dir / "seqinfo.ini",
-                      check_classes=not scoring.every_gt_box_a_target)
-        load_mot_file(tracker_file, length, is_gt=False, seqinfo_path=seq_dir / "seqinfo.ini")
-        seq_lengths[seq] = length
+    with tempfile.TemporaryDirectory(prefix="evaluate_") as tmp:
+        tmp_dir = Path(tmp)
+        scored_gt = gt_root
+        if half is not None:
+            scored_gt = tmp_dir / "gt"
+            try:
+                _half_gt_folder(gt_root, seqs, half, half_convention, scored_gt)
+            except registry.DatasetError as err:
+                raise EvaluationInputError(str(err)) from None
+        # Validate everything before handing it to TrackEval, so errors name file and line.
+        for seq in seqs:
+            seq_dir = scored_gt / seq
+            length = read_seq_length(seq_dir)
+            load_mot_file(seq_dir / "gt" / "gt.txt", length, is_gt=True, seqinfo_path=seq_dir / "seqinfo.ini",
+                          check_classes=scoring.preprocessing)
+            load_mot_file(tracker_root / f"{seq}.txt", length, is_gt=False, seqinfo_path=seq_dir / "seqinfo.ini")
+        seqmap_file = tmp_dir / "seqmap.txt"
+        write_seqmap(seqs, seqmap_file)
+        per_metric, metrics = _run_trackeval(scoring, scored_gt, tracker_root, seqmap_file, seqs, progress,
+                                              on_sequence)
 
+    def row_of(names):
+        return _row_from_trackeval(*(metric.combine_sequences({s: store[s] for s in names})
+                                     for metric, store in zip(metrics, per_metric)))
+    results = {
+        "benchmark": entry.name,
+        "seqmap": plan.seqmap,
+        "combined": row_of(seqs),
+        "per_sequence": {seq: _row_from_trackeval(*(store[seq] for store in per_metric)) for seq in seqs},
+    }
+    groups = _group_members(entry, gt_root, groups_folder, seqs)
+    if groups:
+        results["groups"] = {g: row_of(names) for g, names in groups.items()}
+    if plan.missing:
+        results["missing"] = plan.missing
+    return results
+
+
+def _group_members(entry: registry.DatasetEntry, gt_root: Path, groups_folder: Optional[PathLike],
+                   seqs: List[str]) -> Dict[str, List[str]]:
+    """The scored sequences of each group whose list is found (SportsMOT: splits_txt/<sport>.txt)."""
+    scoring = entry.scoring
+    if scoring.group_lists is None:
+        return {}
+    root = Path(groups_folder) if groups_folder is not None else gt_root.parent
+    members = {}
+    for group in scoring.groups:
+        path = root / scoring.group_lists.format(group=group)
+        if groups_folder is None and not path.is_file():
+            continue
+        if not path.is_file():
+            raise EvaluationInputError(f"group list for {group!r} not found", path)
+        names = set(read_group_list(path))
+        chosen = [s for s in seqs if s in names]
+        if chosen:
+            members[group] = chosen
+    return members
+
+
+def _run_trackeval(scoring: registry.Scoring, gt_root: Path, tracker_root: Path, seqmap_file: Path,
+                   seqs: List[str], progress: bool, on_sequence=None):
+    """TrackEval's MotChallenge2DBox with the owners' settings, sequence by sequence."""
     trackeval = _trackeval()
     # TrackEval looks for TRACKERS_FOLDER/<tracker>/<TRACKER_SUB_FOLDER>/<seq>.txt; with an empty
     # sub-folder and SKIP_SPLIT_FOL this is exactly tracker_root/<seq>.txt.
@@ -340,13 +467,14 @@ def evaluate(gt_folder: PathLike, tracker_folder: PathLike, seqmap: Optional[Pat
         "OUTPUT_FOLDER": None,  # unused: we never call the Evaluator's writers
         "CLASSES_TO_EVAL": list(scoring.classes),
         "BENCHMARK": scoring.benchmark,
-        "SPLIT_TO_EVAL": "val",
+        "SPLIT_TO_EVAL": "val",  # names nothing: SKIP_SPLIT_FOL and SEQMAP_FILE are given
         "SKIP_SPLIT_FOL": True,
         "DO_PREPROC": scoring.preprocessing,
-        "SEQ_INFO": dict(seq_lengths),
+        "SEQMAP_FILE": str(seqmap_file),
         "PRINT_CONFIG": False,
     }
     quiet = {"PRINT_CONFIG": False}
+    (cls,) = scoring.classes  # TrackEval's MotChallenge2DBox evaluates pedestrians only
     sink = io.StringIO()
     try:
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
@@ -365,10 +493,6 @@ def evaluate(gt_folder: PathLike, tracker_folder: PathLike, seqmap: Optional[Pat
         try:
             with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
                 raw = dataset.get_raw_seq_data(tracker_root.name, seq)
-                if scoring.every_gt_box_a_target:  # class pedestrian, none zero-marked
-                    for t, classes in enumerate(raw["gt_classes"]):
-                        raw["gt_classes"][t] = np.ones_like(classes)
-                        raw["gt_extras"][t]["zero_marked"] = np.ones_like(raw["gt_extras"][t]["zero_marked"])
                 data = dataset.get_preprocessed_seq_data(raw, cls)
                 if on_sequence is not None:
                     on_sequence(seq, raw, data)
@@ -377,14 +501,7 @@ def evaluate(gt_folder: PathLike, tracker_folder: PathLike, seqmap: Optional[Pat
         except trackeval.utils.TrackEvalException as err:
             raise EvaluationInputError(f"TrackEval rejected sequence {seq!r}: {err}",
                                        tracker_root / f"{seq}.txt") from None
-
-    combined = [metric.combine_sequences(store) for metric, store in zip(metrics, per_metric)]
-    return {
-        "benchmark": benchmark,
-        "combined": _row_from_trackeval(*combined),
-        "per_sequence": {seq: _row_from_trackeval(*(store[seq] for store in per_metric))
-                         for seq in seqs},
-    }
+    return per_metric, metrics
 
 
 # ---------------------------------------------------------------------------------------------
@@ -392,50 +509,76 @@ def evaluate(gt_folder: PathLike, tracker_folder: PathLike, seqmap: Optional[Pat
 # ---------------------------------------------------------------------------------------------
 
 def format_table(results: Dict[str, dict]) -> str:
-    """Fixed-width table: one row per sequence, then COMBINED."""
+    """Fixed-width table: one row per sequence, then each group (SportsMOT's sports), then COMBINED."""
     rows: List[Tuple[str, dict]] = list(results["per_sequence"].items())
-    rows.append(("COMBINED", results["combined"]))
-    name_width = max(len("sequence"), *(len(name) for name, _ in rows))
+    groups = [(f"[{name}]", row) for name, row in results.get("groups", {}).items()]
+    names = [name for name, _ in rows + groups] + ["COMBINED"]
+    name_width = max(len("sequence"), *(len(name) for name in names))
     header = f"{'sequence':<{name_width}}" + "".join(f"{key:>9}" for key in METRIC_KEYS)
-    lines = [header, "-" * len(header)]
-    for name, row in rows:
-        if name == "COMBINED":
-            lines.append("-" * len(header))
-        cells = "".join(f"{row[key]:>9d}" if key in COUNT_KEYS else f"{row[key]:>9.3f}"
-                        for key in METRIC_KEYS)
-        lines.append(f"{name:<{name_width}}" + cells)
+
+    def line(name, row):
+        return f"{name:<{name_width}}" + "".join(
+            f"{row[key]:>9d}" if key in COUNT_KEYS else f"{row[key]:>9.3f}" for key in METRIC_KEYS)
+    lines = [header, "-" * len(header)] + [line(n, r) for n, r in rows]
+    if groups:
+        lines += ["-" * len(header)] + [line(n, r) for n, r in groups]
+    lines += ["-" * len(header), line("COMBINED", results["combined"])]
     return "\n".join(lines)
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="HOTA / DetA / AssA / MOTA / IDF1 / IDSW of a tracker on DanceTrack-style ground truth "
-                    "(TrackEval, MOT17/DanceTrack settings).")
+        description="HOTA / DetA / AssA / MOTA / IDF1 / IDSW of a tracker, scored with TrackEval as each "
+                    "benchmark's owners run it (datasets/registry.py).")
     parser.add_argument("--gt_folder", required=True,
                         help="split folder holding <seq>/gt/gt.txt and <seq>/seqinfo.ini")
     parser.add_argument("--tracker_folder", required=True, help="folder holding <seq>.txt tracker results")
     parser.add_argument("--seqmap", default=None,
-                        help="MOTChallenge seqmap (header 'name', one sequence per line); "
-                             "default: every sequence folder of --gt_folder")
+                        help="MOTChallenge seqmap (header 'name', one sequence per line), e.g. the official one; "
+                             "default: the dataset's released seqmap beside --gt_folder (DanceTrack, BFT: "
+                             "<split>_seqmap.txt), else one written from --gt_folder's sequences")
     parser.add_argument("--json", default=None, help="write the results as JSON here")
-    parser.add_argument("--benchmark", default=DEFAULT_BENCHMARK, type=str.lower, choices=BENCHMARKS,
-                        help="whose scoring settings (datasets/registry.py): mot17 / mot20 / custom "
-                             "(pedestrians; distractors, MOT20's included, and zero-marked boxes ignored) or "
-                             "dancetrack / sportsmot / bft (every gt box a target); default "
-                             f"{DEFAULT_BENCHMARK} (MOTChallenge's rules), never guessed from the folder")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--benchmark", default=None, type=str.lower, choices=BENCHMARKS,
+                       help="whose scoring settings (datasets/registry.py: the owners' TrackEval BENCHMARK, "
+                            "DO_PREPROC, seqmap); required unless --dataset names the layout")
+    which.add_argument("--dataset", default=None, type=str.lower, choices=BENCHMARKS,
+                       help="the layout the results were tracked on (as submit_dance.py --dataset): its "
+                            "registry entry's scoring settings")
+    parser.add_argument("--allow_missing", action="store_true",
+                        help="score the listed sequences that have gt and a result, and print the others "
+                             "(default: a listed sequence without either is an error)")
+    parser.add_argument("--split", default=None, choices=tuple(registry.HALF_SPLITS),
+                        help="score one half of each sequence of --gt_folder (the train split; MOT17 / MOT20), "
+                             "frames renumbered from 1, as submit_dance.py --split train_half / val_half tracks it")
+    parser.add_argument("--half_split", default=registry.HALF_CONVENTIONS[0], choices=registry.HALF_CONVENTIONS,
+                        help="where --split cuts: bytetrack (train 1..n//2+1; default) or motip (1..n//2)")
+    parser.add_argument("--groups_folder", default=None,
+                        help="folder of the per-group lists (SportsMOT: the one holding splits_txt/); "
+                             "default: the folder above --gt_folder")
     parser.add_argument("--progress", action="store_true",
                         help="show a progress bar over sequences (default: only when stderr is a terminal)")
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_arg_parser().parse_args(argv)
+    parser = build_arg_parser()
+    args = parser.parse_args(argv)
+    benchmark = args.benchmark or args.dataset
+    if benchmark is None:
+        parser.error("name the scoring settings: --benchmark NAME or --dataset NAME (never guessed from a folder)")
+    if args.split is not None and not registry.get(benchmark).half_splits:
+        parser.error(f"--split {args.split}: {benchmark} has no half splits")
     try:
         results = evaluate(args.gt_folder, args.tracker_folder, args.seqmap,
-                           progress=args.progress or sys.stderr.isatty(), benchmark=args.benchmark)
+                           progress=args.progress or sys.stderr.isatty(), benchmark=benchmark,
+                           allow_missing=args.allow_missing, half=args.split, half_convention=args.half_split,
+                           groups_folder=args.groups_folder)
     except EvaluationInputError as err:
         print(f"evaluate.py: error: {err}".replace("\n", " "), file=sys.stderr)
         return 1
+    for what, names in results.get("missing", {}).items():
+        print(f"not scored (no {'ground truth' if what == 'gt' else 'result file'}): {', '.join(names)}")
     print(format_table(results))
     if args.json:
         write_json_atomic(args.json, results)

@@ -8,8 +8,12 @@ det_db format (as MOTRv2's det_db_motrv2.json): {key: [line, ...]} with
 Every frame gets a key, with an empty list when nothing is detected.
 
 With --from_det_txt no detector runs: the det_db is made from each sequence's public detections
-`det/det.txt` (`frame,-1,x,y,w,h,score`, as MOTChallenge releases them; lines keep the file's
-numbers, sorted by decreasing score), the protocol MOT17 results are compared under.
+`det/det.txt` (`frame,-1,x,y,w,h,score`, as MOTChallenge releases them; boxes keep the file's
+numbers, lines sorted by decreasing score). Scores are mapped into [0, 1], the range the model's
+score input was trained on, by the rule of the sequence's copy (datasets/registry.py
+PUBLIC_SCORE_RULES): MOT17 DPM's raw SVM margins by the logistic 1 / (1 + exp(-margin)); FRCNN's,
+SDP's and MOT20's probabilities clipped to [0, 1] (unchanged). Tracking on them follows the
+public-detection protocol only with submit_dance.py --public_protocol (README, MOT17).
 
 Examples:
   python tools/make_detdb.py --mot_path /data/mot --split val test \\
@@ -95,6 +99,9 @@ def detdb_from_det_txt(layouts: Sequence[SplitLayout], output: Optional[Path] = 
             if not os.path.isfile(det_path):
                 raise DetDBError(f"no public detections {det_path} (--from_det_txt needs <seq>/det/det.txt)")
             per_frame = read_det_txt(det_path)
+            rule = registry.public_score_rule(registry.get(layout.dataset), seq.name)
+            for dets in per_frame.values():  # scores into [0, 1] (registry.PUBLIC_SCORE_RULES)
+                dets[:, 4] = registry.map_public_scores(dets[:, 4], rule)
             numbers = {n for n, _ in seq.frames}
             stray = sorted(set(per_frame) - numbers)
             if stray:

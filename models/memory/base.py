@@ -21,16 +21,15 @@ from torch import Tensor, nn
 
 from models.structures import Instances, box_cxcywh_to_xyxy
 
-from .config import MemoryConfig
-
 # Fields every strategy adds to Instances (a strategy may add more: `extra_fields`).
 MEMORY_FIELDS = ("frame_idx", "accum_dist", "mem_bank", "mem_padding_mask", "mem_frames_idx",
                  "best_iou", "best_features")
 
 
 class MemoryStrategy(nn.Module):
-    """A TF-SASM memory rule built from a `MemoryConfig`; subclasses define `_update` (and may
-    override `after_forward`, `_distance_gate`, `start_iou`, `extra_fields`)."""
+    """A TF-SASM memory rule built from a `MemoryConfig` (read by attribute: this module sits below
+    the config, whose allowed values come from the strategies' registry); subclasses define `_update`
+    (and may override `after_forward`, `_distance_gate`, `start_iou`, `extra_fields`)."""
 
     preset = ""                 # the --memory_preset this class implements
     ofs = ""                    # the --ofs rule
@@ -39,7 +38,7 @@ class MemoryStrategy(nn.Module):
     extra_fields: Tuple[str, ...] = ()        # state fields beyond MEMORY_FIELDS
     update_inputs: Tuple[str, ...] = ("scores", "pred_boxes", "query_pos")  # what `update` reads
 
-    def __init__(self, config: MemoryConfig, detect_score: float = 0.5):
+    def __init__(self, config, detect_score: float = 0.5):
         super().__init__()
         self.config = config
         self.size = config.size

@@ -5,9 +5,7 @@ from dataclasses import dataclass
 
 from util.flags import check_fields, non_negative, option, positive, probability
 
-MODES = ("none", "dense", "sparse")
-PRESETS = ("official", "paper")
-OFS_CHOICES = ("min_iou", "latest", "delay")
+from .strategies import MODES, OFS_CHOICES, OFS_HELP, PRESETS  # the registry's keys
 
 
 @dataclass(frozen=True)
@@ -17,9 +15,7 @@ class MemoryConfig:
                        "(tau = 0)", flag="--memory", choices=MODES)
     preset: str = option("official", "official: the authors' public code bit for bit; paper: the algorithm as "
                          "the paper states it", flag="--memory_preset", choices=PRESETS)
-    ofs: str = option("min_iou", "feature to store: min_iou = lowest overlap since the last store (OFS); "
-                      "latest = the storing frame's query; delay = wait until overlap <= --memory_delay_iou",
-                      flag="--ofs", choices=OFS_CHOICES)
+    ofs: str = option("min_iou", f"feature to store: {OFS_HELP}", flag="--ofs", choices=OFS_CHOICES)
     size: int = option(10, "K: slots per track (oldest evicted first)", flag="--memory_size", check=positive)
     tau: float = option(0.1, "moving-distance threshold, in normalised image units, that opens a store",
                         flag="--memory_tau", check=non_negative)

@@ -58,7 +58,9 @@ Variants (either preset):
 ``--memory none`` means no memory at all (`build_memory` returns None), i.e. MOTRv2.
 
 One class per preset x ofs rule below, and a dense subclass of each (`DenseGate`); the registry
-`STRATEGIES` maps (mode, preset, ofs) to the class. A new variant is one class here and one entry.
+`STRATEGIES` maps (mode, preset, ofs) to the class, and the allowed values of `--memory`,
+`--memory_preset` and `--ofs` (`MODES`, `PRESETS`, `OFS_CHOICES`, read by `MemoryConfig`) are the
+registry's keys. A new variant is one class here and one entry (docs/contributing.md).
 """
 from __future__ import annotations
 
@@ -70,7 +72,6 @@ from torch import Tensor
 from models.structures import Instances
 
 from .base import INF, MemoryStrategy, max_overlap, overlap_with_higher_boxes
-from .config import MemoryConfig
 
 
 # -- official: the authors' public code (zigonk/TF-SASM memory_bank.py) -------------------------------------
@@ -99,16 +100,21 @@ class OfficialMemory(MemoryStrategy):
 class OfficialMinIou(OfficialMemory):
     """OFS: the candidate is the query of least overlap since the last store."""
     ofs = "min_iou"
+    ofs_summary = "lowest overlap since the last store (OFS)"
 
-    def _take(self, overlap: Tensor, inst: Instances) -> Tensor:
-        return overlap <= inst.best_iou
+    def _key(self, overlap: Tensor, inst: Instances) -> Tensor:
+        """What a candidate minimises (kept in `best_iou`): the overlap."""
+        return overlap
+
+    def _take(self, key: Tensor, inst: Instances) -> Tensor:
+        return key <= inst.best_iou
 
     def _update(self, inst: Instances, detect_score: float) -> None:
         query = inst.query_pos.detach()
         inst.best_iou = inst.best_iou * (1 + self.temporal_gap_reg)
-        overlap = max_overlap(inst.pred_boxes.detach(), None)
-        take = self._take(overlap, inst)
-        inst.best_iou = torch.where(take, overlap, inst.best_iou)
+        key = self._key(max_overlap(inst.pred_boxes.detach(), None), inst)
+        take = self._take(key, inst)
+        inst.best_iou = torch.where(take, key, inst.best_iou)
         inst.best_features = torch.where(take[:, None], query.to(inst.best_features.dtype), inst.best_features)
         moved = self._distance_gate(inst) & (inst.scores > self.store_score)
         store = moved | (self._frame_gap(inst) > self.max_frame_gap)
@@ -119,15 +125,17 @@ class OfficialMinIou(OfficialMemory):
 class OfficialLatest(OfficialMinIou):
     """The candidate is replaced every frame: a store writes the storing frame's query."""
     ofs = "latest"
+    ofs_summary = "the storing frame's query"
 
-    def _take(self, overlap: Tensor, inst: Instances) -> Tensor:
-        return torch.ones_like(overlap, dtype=torch.bool)
+    def _take(self, key: Tensor, inst: Instances) -> Tensor:
+        return torch.ones_like(key, dtype=torch.bool)
 
 
 class OfficialDelay(OfficialMemory):
     """The authors' delaying code (e98d85a): no candidate; a due store (gap or distance) waits while the
     box overlaps a box whose bottom edge is higher by more than delay_iou."""
     ofs = "delay"
+    ofs_summary = "wait until overlap <= --memory_delay_iou"
 
     def _update(self, inst: Instances, detect_score: float) -> None:
         trigger = (self._frame_gap(inst) > self.max_frame_gap) | self._distance_gate(inst)
@@ -244,9 +252,16 @@ STRATEGIES: Dict[Tuple[str, str, str], Type[MemoryStrategy]] = {
         DenseOfficialMinIou, DenseOfficialLatest, DenseOfficialDelay,
         DensePaperMinIou, DensePaperLatest, DensePaperDelay)
 }
+# The allowed values of the memory's flags, in registration order ("none": no strategy at all).
+MODES: Tuple[str, ...] = ("none",) + tuple(sorted({mode for mode, _, _ in STRATEGIES}))
+PRESETS: Tuple[str, ...] = tuple(dict.fromkeys(preset for _, preset, _ in STRATEGIES))
+OFS_CHOICES: Tuple[str, ...] = tuple(dict.fromkeys(ofs for _, _, ofs in STRATEGIES))
+# --ofs's help: each rule's summary (the first class registered for it says it).
+OFS_HELP = "; ".join(next(f"{ofs} = {c.ofs_summary}" for c in STRATEGIES.values()
+                          if c.ofs == ofs and getattr(c, "ofs_summary", "")) for ofs in OFS_CHOICES)
 
 
-def strategy_class(config: MemoryConfig) -> Optional[Type[MemoryStrategy]]:
+def strategy_class(config) -> Optional[Type[MemoryStrategy]]:
     """The strategy of `config` (None for --memory none)."""
     if config.mode == "none":
         return None
@@ -256,7 +271,7 @@ def strategy_class(config: MemoryConfig) -> Optional[Type[MemoryStrategy]]:
     return STRATEGIES[key]
 
 
-def build_memory(config: MemoryConfig, detect_score: float = 0.5) -> Optional[MemoryStrategy]:
+def build_memory(config, detect_score: float = 0.5) -> Optional[MemoryStrategy]:
     """The memory of `config`, or None for --memory none (then the frame step is plain MOTRv2).
     `detect_score`: the paper preset's "detected" score when `update` is not given one."""
     cls = strategy_class(config)

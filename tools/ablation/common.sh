@@ -13,7 +13,8 @@
 #   SPLIT       split with ground truth to score on       (default: val)
 #
 # Further environment variables:
-#   DATASET     dancetrack (default), sportsmot, mot17 or bft: passed to submit_dance.py as --dataset
+#   DATASET     a dataset of datasets/registry.py: dancetrack (default), sportsmot, mot17, mot20, bft;
+#               passed to submit_dance.py as --dataset
 #               and to tools/evaluate.py as --benchmark (README: one section per dataset)
 #   MOT17_COPY  DATASET=mot17: DPM, FRCNN (default), SDP or all (--mot17_copy)
 #   OUT         results folder                  (default: results/ablation)
@@ -126,22 +127,20 @@ ablation_init() {
     DRY_RUN="${DRY_RUN:-0}"
     DATASET="${DATASET:-dancetrack}"
     MOT17_COPY="${MOT17_COPY:-FRCNN}"
-    local dataset_dir
-    case "$DATASET" in
-        dancetrack) dataset_dir=DanceTrack ;;
-        sportsmot) dataset_dir=SportsMOT ;;
-        mot17) dataset_dir=MOT17 ;;
-        bft) dataset_dir=BFT ;;
-        *) die "DATASET must be dancetrack, sportsmot, mot17 or bft, got '$DATASET'" ;;
-    esac
-    [[ "$MOT17_COPY" =~ ^(DPM|FRCNN|SDP|all)$ ]] || die "MOT17_COPY must be DPM, FRCNN, SDP or all, got '$MOT17_COPY'"
+    # the dataset's folder and its copies come from its registry entry (datasets/registry.py)
+    local dataset_info dataset_dir copies
+    dataset_info="$(tables dataset "$DATASET")" || exit 2
+    dataset_dir="$(sed -n 1p <<<"$dataset_info")"
+    copies="$(sed -n 2p <<<"$dataset_info")"
+    if [[ -n "$copies" ]]; then
+        [[ " $copies all " == *" $MOT17_COPY "* ]] || die "MOT17_COPY must be one of $copies all, got '$MOT17_COPY'"
+    fi
     # --dataset flags only off the default, so that DanceTrack runs keep their run folders (keys)
     DATASET_FLAGS=()
-    EVAL_FLAGS=()
+    EVAL_FLAGS=(--benchmark "$DATASET")
     if [[ "$DATASET" != dancetrack ]]; then
         DATASET_FLAGS=(--dataset "$DATASET")
-        EVAL_FLAGS=(--benchmark "$DATASET")
-        if [[ "$DATASET" == mot17 ]]; then DATASET_FLAGS+=(--mot17_copy "$MOT17_COPY"); fi
+        if [[ -n "$copies" ]]; then DATASET_FLAGS+=(--mot17_copy "$MOT17_COPY"); fi
     fi
     read -r -a EXTRA <<<"${EXTRA_ARGS:-}"
     # EXTRA_ARGS' tracker/memory flags (each takes one value) follow a row's own flags, as they do in
@@ -214,18 +213,8 @@ expected_sequences() {
         printf '%s\n' "${SEQ_LIST[@]}"
         return
     fi
-    local d
-    local name
-    for d in "$GT_DIR"/*/img1; do
-        if [[ -d "$d" ]]; then
-            name="$(basename "$(dirname "$d")")"
-            # MOT17: the copy tracked (--mot17_copy), as submit_dance.py picks it
-            if [[ "$DATASET" == mot17 && "$MOT17_COPY" != all && "$name" =~ -(DPM|FRCNN|SDP)$ &&
-                  "$name" != *"-$MOT17_COPY" ]]; then continue; fi
-            printf '%s\n' "$name"
-        fi
-    done
-    return 0
+    # the copy tracked (--mot17_copy), as submit_dance.py picks it: the registry's rule
+    tables sequences "$DATASET" "$GT_DIR" --copy "$MOT17_COPY"
 }
 
 # table_rows: run_variant for every row of TABLE (tables.py rows: NAME FLAGS... a line).

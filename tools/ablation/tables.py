@@ -20,8 +20,11 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
+from datasets import registry
+from models.memory import PRESETS
 from util.fileio import write_atomic
 
 PAPER_METRICS = ("HOTA", "DetA", "AssA", "IDF1")   # what Tables II-VI report
@@ -235,12 +238,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     sub.add_parser("tables", help="table keys, one a line")
     rows = sub.add_parser("rows", help="NAME FLAGS... of each row of a table")
     rows.add_argument("table")
-    rows.add_argument("--memory_preset", default="official", choices=("official", "paper"))
+    rows.add_argument("--memory_preset", default="official", choices=PRESETS)
     desc = sub.add_parser("describe", help="a table's rows for --help ('all': every table)")
     desc.add_argument("table")
     sub.add_parser("split-extra", help="WORDS...: EXTRA_ARGS' tracker/memory flags (line 1) and the rest (line 2)")
     write = sub.add_parser("write", help="standard input to FILE, atomically")
     write.add_argument("file")
+    data = sub.add_parser("dataset", help="a dataset's folder (line 1) and its copies (line 2), from the registry")
+    data.add_argument("name")
+    seqs = sub.add_parser("sequences", help="the sequence folders (with img1/) of SPLIT_DIR a run tracks")
+    seqs.add_argument("name")
+    seqs.add_argument("split_dir")
+    seqs.add_argument("--copy", default=None, help="MOT17-style copy tracked ('all': every copy)")
     args = parser.parse_args(argv)
     try:
         if args.command == "tables":
@@ -252,10 +261,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             specs = TABLES if args.table == "all" else (table(args.table),)
             print("\n\n".join(describe(spec) for spec in specs))
             print(f"\nTF-SASM: {' '.join(Row('', '', '').flags('MEMORY_PRESET'))} (the authors' settings)")
+        elif args.command == "dataset":
+            entry = registry.get(args.name, flag="DATASET")
+            print(entry.folder or "")
+            print(" ".join(entry.copies))
+        elif args.command == "sequences":
+            entry = registry.get(args.name, flag="DATASET")
+            for folder in sorted(p for p in Path(args.split_dir).glob("*/img1") if p.is_dir()):
+                name = folder.parent.name
+                copy = registry.copy_of(entry, name)
+                if args.copy in (None, "all") or copy is None or copy == args.copy:
+                    print(name)
         else:
             write_atomic(args.file, sys.stdin.read())
     except KeyError as err:
         print(f"tables.py: error: {err.args[0]}", file=sys.stderr)
+        return 2
+    except ValueError as err:  # an unknown dataset name (registry.DatasetError)
+        print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
 
