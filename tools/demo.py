@@ -109,7 +109,7 @@ def run_demo(cli_args=None) -> int:
     # Where the memory kept an identity MOTRv2 lost, or lost one it kept: first row against the last.
     report = OUT / "compare"
     compare(str(split_dir), {"MOTRv2": str(OUT / VARIANTS[0][1]), "TF-SASM": str(OUT / VARIANTS[-1][1])},
-            str(report), images=str(split_dir))
+            str(report), benchmark="dancetrack", images=str(split_dir))
     print(f"\n[demo] wrote {OUT / 'results.json'}, {OUT / 'metrics.png'}, {video}, {report / 'index.html'} "
           f"in {time.time() - start:.0f} s")
     return 0
