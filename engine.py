@@ -318,8 +318,10 @@ def train(args) -> Dict[str, float]:
             checkpoint = {"model": model_without_ddp.state_dict(), "optimizer": optimizer.state_dict(),
                           "lr_scheduler": scheduler.state_dict(), "epoch": epoch, "args": _args_dict(args)}
             save_checkpoint(output_dir / "checkpoint.pth", checkpoint)
+            write_training_card(output_dir / "checkpoint.pth", args, epoch)
             if args.save_period and (epoch + 1) % args.save_period == 0:
                 save_checkpoint(output_dir / f"checkpoint{epoch:04d}.pth", checkpoint)
+                write_training_card(output_dir / f"checkpoint{epoch:04d}.pth", args, epoch)
             record = {"epoch": epoch, **{f"train_{k}": v for k, v in stats.items()},
                       "epoch_seconds": round(time.time() - epoch_start, 1), "n_parameters": n_parameters,
                       "clip_length": dataset.num_frames_per_batch}
@@ -336,17 +338,29 @@ def train(args) -> Dict[str, float]:
     return stats
 
 
+def write_training_card(path: Path, args, epoch: int) -> None:
+    """The model card beside a training checkpoint (models/card.py): its architecture and input size
+    from `args`, default tracker settings (not tuned), what it was trained on, its sha256."""
+    from models.card import card_from_args, training_data, write_card
+    write_card(card_from_args(args, path, name=f"{Path(args.output_dir).name or 'model'} epoch {epoch}",
+                              trained_on=training_data(vars(args))), path)
+
+
 def export_model_weights(checkpoint_paths, out_path: str, half: bool = True) -> int:
     """Write the model weights of one training checkpoint, or the mean of several (say the last
     epochs of one run), alone as {'model': state_dict}; floating
     tensors in fp16 when `half` (load_checkpoint casts them back into the fp32 model on load).
     Integer tensors (batch-norm counters) are taken from the first checkpoint. Returns the file size
-    in bytes."""
+    in bytes. A model card is written beside `out_path` (models/card.py) from the first checkpoint's
+    card or training args; the tracker settings and notes of a card already at `out_path` for the
+    same architecture are kept (the shipped card's tuned thresholds survive a re-export)."""
+    from models.card import export_card
     from models.checkpoint import CheckpointError, extract_state_dict, read_checkpoint
     paths = [checkpoint_paths] if isinstance(checkpoint_paths, (str, os.PathLike)) else list(checkpoint_paths)
     if not paths:
         raise ValueError("export_model_weights needs at least one checkpoint")
-    states = [extract_state_dict(read_checkpoint(str(p))) for p in paths]
+    first = read_checkpoint(str(paths[0]))
+    states = [extract_state_dict(first)] + [extract_state_dict(read_checkpoint(str(p))) for p in paths[1:]]
     for path, other in zip(paths[1:], states[1:]):
         if other.keys() != states[0].keys():
             raise CheckpointError(
@@ -362,4 +376,5 @@ def export_model_weights(checkpoint_paths, out_path: str, half: bool = True) -> 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out_path, {"model": state})
+    export_card(paths[0], first, out_path)
     return out_path.stat().st_size

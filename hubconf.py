@@ -7,8 +7,9 @@
 dependencies = ["torch", "torchvision", "numpy", "cv2", "scipy"]
 
 
-def motrv2(checkpoint, config="motrv2", device="auto", **flags):
+def motrv2(checkpoint, config=None, device="auto", **flags):
     """A `models.tracker.Tracker` for `checkpoint` (path to MOTRv2 weights), built from `config` (an `.args`
-    file or "motrv2", "tfsasm", "tfsasm_paper") with any submit_dance.py flag as a keyword."""
+    file or "motrv2", "tfsasm", "tfsasm_paper"; None: the checkpoint's model card, else its training
+    args, else "motrv2") with any submit_dance.py flag as a keyword."""
     from models.tracker import Tracker
     return Tracker.from_checkpoint(checkpoint, config=config, device=device, **flags)

@@ -8,7 +8,8 @@ MOTChallenge result files, one `<seq>.txt` per sequence.
 
 Command-compatible with upstream MOTRv2's submit_dance.py; in addition: --split, --seqs,
 --overwrite, --missing_detections, --amp, --variants, resumable runs (finished sequences are
-skipped), atomic result files, several GPUs with torchrun (sequences split by rank).
+skipped), atomic result files, the model card beside --resume for the settings not given
+(models/card.py), several GPUs with torchrun (sequences split by rank).
 The run itself is `inference.run`; the per-frame step is `models.tracker`.
 """
 import signal
@@ -18,6 +19,7 @@ from typing import List, Optional
 from datasets.det_db import DetDBError
 from datasets.sequences import SequenceError
 from inference import VariantError, run, run_variants
+from models.card import CardError, apply_card_defaults, card_note, given_dests
 from models.checkpoint import CheckpointError
 from main import get_tracking_parser, warn_inert_flags
 
@@ -51,6 +53,7 @@ def _demo_flags_misused(parser, args) -> List[str]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = get_tracking_parser()
     args = parser.parse_args(argv)
     if args.demo:
@@ -62,8 +65,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         return run_demo(args)
     warn_inert_flags(args)
     try:
+        if args.resume:  # the checkpoint's card gives every model / tracker setting not typed here
+            card, changed = apply_card_defaults(args, given_dests(get_tracking_parser(), argv), args.resume)
+            if card is not None:
+                print(card_note(card, changed, args.resume), file=sys.stderr)
         run(args, run_variants(args, parser))
-    except (CheckpointError, DetDBError, SequenceError, VariantError) as exc:
+    except (CheckpointError, CardError, DetDBError, SequenceError, VariantError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -101,14 +101,16 @@ def pixel_boxes(tracks: Instances, ori_size: Tuple[int, int]) -> torch.Tensor:
 
 def frame_step(network, features, proposals: Optional[torch.Tensor], tracks: Optional[Instances], *,
                ori_size: Tuple[int, int], ids: RuntimeTrackerBase, memory: Optional[MemoryStrategy],
-               update_threshold: float) -> Instances:
+               update_threshold: float, proposal_classes: Optional[torch.Tensor] = None) -> Instances:
     """One frame of tracking on the network's encoding of the image; returns the live tracks (next
     frame's queries) with `boxes` in pixels (xyxy), `scores` and `obj_idxes`. `proposals`: `[n, 5]`
     normalised cx, cy, w, h, score (or None). Changes `ids` (the id counter), nothing in `network`.
 
     `network` is anything with MOTR's `_generate_empty_tracks(proposals)`, `num_queries`,
     `decode(features, tgt, ref_pts)` and `track_embed` (QIM); `features` is its `encode(image)`.
-    `memory` None: no memory calls at all (plain MOTRv2)."""
+    `memory` None: no memory calls at all (plain MOTRv2). `proposal_classes` `[n]` (long): the class of
+    each proposal; a track keeps the class of the proposal it was born from (`det_class`; 0 for the
+    learned queries and when not given)."""
     queries = network._generate_empty_tracks(proposals)
     n_fresh = len(queries)
     device = queries.query_pos.device
@@ -117,6 +119,9 @@ def frame_step(network, features, proposals: Optional[torch.Tensor], tracks: Opt
                                    torch.arange(n_fresh - network.num_queries, device=device)])
     # A track is born from a fresh query: it keeps that frame's proposal index (-1: a learned query).
     queries.birth_det_index = queries.det_index.clone()
+    queries.det_class = torch.zeros(n_fresh, dtype=torch.long, device=device)
+    if proposal_classes is not None:
+        queries.det_class[network.num_queries:] = proposal_classes.to(device=device, dtype=torch.long)
     if memory is not None:
         memory.init_fields(queries, queries.query_pos.shape[-1])
     if tracks is not None:
@@ -145,11 +150,13 @@ def frame_step(network, features, proposals: Optional[torch.Tensor], tracks: Opt
 @dataclass
 class FrameTracks:
     """The tracks a frame reports (after the output filter): `boxes` [M, 4] pixel x1, y1, x2, y2,
-    `ids` [M], `scores` [M], `det_index` [M] (the proposal each box's query came from this frame, -1 if none)."""
+    `ids` [M], `scores` [M], `det_index` [M] (the proposal each box's query came from this frame, -1 if none),
+    `classes` [M] (the class of the proposal each track was born from; 0 when unknown)."""
     boxes: torch.Tensor
     ids: torch.Tensor
     scores: torch.Tensor
     det_index: torch.Tensor
+    classes: Optional[torch.Tensor] = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -166,7 +173,9 @@ def select_output(tracks: Instances, score_threshold: float, area_threshold: flo
     wh = boxes[:, 2:4] - boxes[:, 0:2]
     big = wh[:, 0] * wh[:, 1] > area_threshold
     det_index = tracks.det_index[keep] if tracks.has("det_index") else torch.full_like(tracks.obj_idxes[keep], -1)
-    return FrameTracks(boxes[big], tracks.obj_idxes[keep][big], tracks.scores[keep][big], det_index[big])
+    classes = tracks.det_class[keep] if tracks.has("det_class") else torch.zeros_like(tracks.obj_idxes[keep])
+    return FrameTracks(boxes[big], tracks.obj_idxes[keep][big], tracks.scores[keep][big], det_index[big],
+                       classes[big])
 
 
 def mot_lines(output: FrameTracks, frame: int) -> List[str]:

@@ -240,10 +240,14 @@ def test_checkpoints_are_written_whole_with_periodic_copies(mot_path, tmp_path):
     engine.train(tiny_args(mot_path, "--epochs", 2, "--save_period", 2, "--output_dir", out,
                            "--sampler_lengths", 2, "--lr_backbone", 0))
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["checkpoint.pth", "checkpoint0001.pth", "log.txt"]  # no temp files left
+    assert names == ["checkpoint.card.json", "checkpoint.pth", "checkpoint0001.card.json", "checkpoint0001.pth",
+                     "log.txt"]  # no temp files left; a model card beside each checkpoint
     state = _final_state(out)
     assert set(state) == {"model", "optimizer", "lr_scheduler", "epoch", "args"}
     assert state["args"]["hidden_dim"] == 64
+    from models.card import read_card
+    card = read_card(out / "checkpoint.pth")  # its sha256 is the final checkpoint's
+    assert card.architecture["hidden_dim"] == 64 and card.tracker == {} and "epoch 1" in card.name
 
 
 def test_shipped_small_model_fits_its_config_and_the_size_limit():

@@ -12,18 +12,17 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG = REPO / "configs" / "synthetic_small.args"
-WEIGHTS = REPO / "weights" / "synthetic_small.pth"
+WEIGHTS = REPO / "weights" / "synthetic_small.pth"  # its settings: weights/synthetic_small.card.json
 # Where the synthetic split is made and the results go (the environment can point elsewhere).
 DATA = Path(os.environ.get("MOTR_DEMO_DATA", REPO / "data" / "synthetic"))
 OUT = Path(os.environ.get("MOTR_DEMO_OUT", REPO / "outputs" / "demo"))
 METRICS = ("HOTA", "DetA", "AssA", "MOTA", "IDF1")
-# Chosen for the shipped weights on 16 held-out sequences (not the val split; weights/README.md):
-# a track ends after 5 missed frames (default 20), QIM updates a track's query from score 0.4
-# (default 0.5), and of two reported boxes overlapping by IoU > 0.9 the lower-scoring one counts as
-# missed (off by default), which stops a track that lost its dancer from doubling another track:
-# HOTA 59.7 there, vs 55.5 without that suppression and 56.2 with the update threshold at 0.5.
-TRACK_FLAGS = ["--miss_tolerance", "5", "--update_score_threshold", "0.4", "--track_nms_iou", "0.9"]
+# The architecture, input size (192x320) and tracker settings come from the model card: chosen for
+# the shipped weights on 16 held-out sequences (not the val split; weights/README.md): a track ends
+# after 5 missed frames (default 20), QIM updates a track's query from score 0.4 (default 0.5), and of
+# two reported boxes overlapping by IoU > 0.9 the lower-scoring one counts as missed (off by default),
+# which stops a track that lost its dancer from doubling another track: HOTA 59.7 there, vs 55.5
+# without that suppression and 56.2 with the update threshold at 0.5.
 MEMORY = ["--memory", "sparse", "--memory_preset", "official"]
 # Table II's rows: (label, result folder, flags, the paper's HOTA on DanceTrack val).
 VARIANTS = (("MOTRv2", "motrv2", ["--memory", "none"], 65.4),
@@ -63,6 +62,7 @@ def run_demo(cli_args=None) -> int:
     from tools.evaluate import evaluate
     from tools.visualize import frame_files, render_video
     from main import get_tracking_parser
+    from models.card import read_card
     from util.fileio import write_json_atomic
 
     start = time.time()
@@ -76,10 +76,13 @@ def run_demo(cli_args=None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     device = getattr(cli_args, "device", "auto") if cli_args is not None else "auto"
     parser = get_tracking_parser()
-    base = CONFIG.read_text().split() + TRACK_FLAGS + [
+    card = read_card(WEIGHTS)
+    if card is None:
+        print(f"error: the shipped model's card {WEIGHTS.with_suffix('.card.json')} is missing")
+        return 2
+    base = card.argv() + [
         "--resume", str(WEIGHTS), "--mot_path", str(DATA), "--det_db", str(info["det_db"]),
-        "--output_dir", str(OUT), "--split", "val", "--device", device, "--num_workers", "1", "--overwrite",
-        "--val_width", "192", "--val_max_size", "320"]
+        "--output_dir", str(OUT), "--split", "val", "--device", device, "--num_workers", "1", "--overwrite"]
     args = parser.parse_args(base)
     variants = [Variant(folder, TrackerConfig.from_args(parser.parse_args(base + flags)), str(OUT / folder))
                 for _, folder, flags, _ in VARIANTS]
@@ -106,7 +109,7 @@ def run_demo(cli_args=None) -> int:
     # Where the memory kept an identity MOTRv2 lost, or lost one it kept: first row against the last.
     report = OUT / "compare"
     compare(str(split_dir), {"MOTRv2": str(OUT / VARIANTS[0][1]), "TF-SASM": str(OUT / VARIANTS[-1][1])},
-            str(report), images=str(split_dir))
+            str(report), benchmark="dancetrack", images=str(split_dir))
     print(f"\n[demo] wrote {OUT / 'results.json'}, {OUT / 'metrics.png'}, {video}, {report / 'index.html'} "
           f"in {time.time() - start:.0f} s")
     return 0

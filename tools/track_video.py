@@ -13,7 +13,8 @@ Writes, in --output_dir (default outputs/track_video):
                        (MOTRv2's det_db format); pass it back with --det_db to skip detection
 
 The video is streamed: a chunk of --det_batch_size frames is decoded, detected, tracked, drawn
-and written before the next is read. Every model/tracker/memory flag is submit_dance.py's.
+and written before the next is read. Every model/tracker/memory flag is submit_dance.py's;
+those not given come from the model card beside --resume when it has one (models/card.py).
 Outputs are written to temporary files and renamed when complete.
 """
 import argparse
@@ -34,6 +35,7 @@ from tqdm import tqdm
 from datasets.det_db import (DetDBError, format_det_lines, load_det_db, lookup_detections, parse_det_db_frames,
                              parse_det_lines)
 from datasets.sequences import SequenceError
+from models.card import CardError, apply_card_defaults, card_note, given_dests
 from models.checkpoint import CheckpointError
 from models.inputs import proposals_from_detections
 from models.tracker import Tracker, build_network, mot_lines
@@ -304,10 +306,16 @@ def run(args, detector=None) -> VideoOutputs:
 
 def main(argv: Optional[Sequence[str]] = None, detector=None) -> int:
     """CLI entry; `detector` (a YOLOX module) replaces --detector loading, for tests and notebooks."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = get_parser().parse_args(argv)
     try:
+        if args.resume:  # the checkpoint's card gives every model / tracker setting not typed here
+            card, changed = apply_card_defaults(args, given_dests(get_parser(), argv), args.resume)
+            if card is not None:
+                print(card_note(card, changed, args.resume), file=sys.stderr)
         out = run(args, detector)
-    except (VideoError, CheckpointError, DetDBError, SequenceError, FileNotFoundError, NotWritableError) as exc:
+    except (VideoError, CheckpointError, CardError, DetDBError, SequenceError, FileNotFoundError,
+            NotWritableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
