@@ -16,12 +16,12 @@ from typing import Dict, Iterable, List, Optional, Sequence
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from datasets.det_db import DetDBError, det_db_key, load_det_db
+from datasets.det_db import DetDBError, det_db_key, find_key, load_det_db
 from datasets.layouts import split_from_args
 from datasets.sequences import SequenceError, SequenceFrames, TrackingSequence, collate_single
 from models.config import add_memory_args, add_tracker_args, tracker_flags
 from models.tracker import Tracker, TrackerConfig, build_network, mot_lines, track_frame
-from util.device import dist_rank_world, rank_device, resolve_device
+from util.device import check_amp, dist_rank_world, rank_device, resolve_device
 from util.fileio import stale_temp_files, write_atomic
 
 
@@ -127,7 +127,7 @@ def remove_stale_temps(out_dir: str, names: Iterable[str]) -> List[str]:
 def check_det_db_covers(det_db, det_db_path: str, sequences: Iterable[TrackingSequence]) -> None:
     """Fail before tracking anything when a frame has no det_db entry (--missing_detections error)."""
     for seq in sequences:
-        missing = [key for key in (det_db_key(rel) for _, rel in seq.frames) if key not in det_db]
+        missing = [key for key in (det_db_key(rel) for _, rel in seq.frames) if find_key(det_db, key) is None]
         if missing:
             raise DetDBError(
                 f"{det_db_path} has no entry for {len(missing)} of the {len(seq.frames)} frames of "
@@ -188,6 +188,8 @@ def run(args, variants: Optional[List[Variant]] = None, progress: bool = True) -
     variants = variants if variants is not None else run_variants(args)
     rank, world = dist_rank_world()
     device = rank_device(resolve_device(args.device), rank, world)
+    check_amp(device, args.amp)  # before any work
+    progress = progress and not getattr(args, "no_progress", False)
     layout = split_from_args(args)  # --dataset / --split / --split_dir / --mot17_copy / --seqs
     names = layout.names[rank::world]
     files = {v.name: [os.path.join(v.out_dir, f"{n}.txt") for n in names] for v in variants}

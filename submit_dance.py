@@ -19,6 +19,7 @@ from datasets.det_db import DetDBError
 from datasets.sequences import SequenceError
 from inference import VariantError, run, run_variants
 from models.checkpoint import CheckpointError
+from util.device import AmpError
 from main import get_tracking_parser, warn_inert_flags
 
 # The demo takes only these flags; any other is refused rather than silently ignored.
@@ -63,7 +64,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     warn_inert_flags(args)
     try:
         run(args, run_variants(args, parser))
-    except (CheckpointError, DetDBError, SequenceError, VariantError) as exc:
+    except (AmpError, CheckpointError, DetDBError, SequenceError, VariantError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -31,7 +31,8 @@ import numpy as np
 from tqdm import tqdm
 
 
-from datasets.det_db import DetDBError, format_det_lines, load_det_db, lookup_detections, parse_det_lines
+from datasets.det_db import (DetDB, DetDBError, format_det_lines, frame_identity, load_det_db, lookup_detections,
+                             parse_det_lines)
 from datasets.sequences import SequenceError
 from models.checkpoint import CheckpointError
 from models.inputs import proposals_from_detections
@@ -40,7 +41,7 @@ from models.yolox import (DANCETRACK_TEST_SIZE, DEFAULT_NMS_THRE, DEFAULT_SCORE_
                           YOLOX_SIZES, detect_frames, load_yolox)
 from tools.visualize import draw_tracks
 from main import get_tracking_parser
-from util.device import resolve_device
+from util.device import AmpError, check_amp, resolve_device
 from util.fileio import NotWritableError, atomic_path, check_writable_folder, write_atomic
 
 DEFAULT_OUTPUT_DIR = os.path.join("outputs", "track_video")
@@ -109,11 +110,23 @@ def video_entries(det_db_path: str, stem: str) -> Tuple[Optional[Dict[str, List[
         return None, "no --det_db given"
     if not os.path.isfile(det_db_path):
         return None, f"--det_db {det_db_path} not found"
-    prefix = f"{stem}/img1/"
-    entries = {k: v for k, v in load_det_db(det_db_path).items() if k.startswith(prefix)}
+    # This video's keys are those naming a sequence folder called like it (datasets/det_db.py's rule):
+    # `<stem>/img1/...` as --save_det_db writes them, or `.../<stem>/img1/...` from make_detdb.py.
+    entries = DetDB((k, v) for k, v in load_det_db(det_db_path).items()
+                    if (frame_identity(k) or ("",))[0] == stem)
     if not entries:
-        return None, f"--det_db {det_db_path} has no keys '{prefix}...' for this video"
+        return None, f"--det_db {det_db_path} has no keys '.../{stem}/img1/...' for this video"
     return entries, ""
+
+
+def config_det_dbs() -> set:
+    """The split det_dbs the tracking configs name (`--det_db det_db_motrv2.json` in configs/motrv2.args):
+    a command that passes a config passes that too, and it is not a det_db of this video."""
+    names = set()
+    for path in (Path(__file__).resolve().parents[1] / "configs").glob("*.args"):
+        words = path.read_text().split()
+        names.update(words[i + 1] for i, w in enumerate(words[:-1]) if w == "--det_db")
+    return names
 
 
 class Detections:
@@ -250,6 +263,7 @@ def run(args, detector=None) -> VideoOutputs:
     if args.det_batch_size < 1:
         raise VideoError(f"--det_batch_size must be at least 1, got {args.det_batch_size}")
     device = resolve_device(args.device)
+    check_amp(device, args.amp)
     stem = Path(args.video).stem
     check_first_frame(args.video)  # a bad video fails before minutes of model loading
     check_writable_folder(args.output_dir or DEFAULT_OUTPUT_DIR)
@@ -258,7 +272,7 @@ def run(args, detector=None) -> VideoOutputs:
         if not args.detector:
             raise DetDBError(f"no proposals for {args.video}: {why}; pass --detector yolox_x.pth, or a --det_db "
                              f"with keys '{frame_key(stem, 1)}', ...")
-        if args.det_db:
+        if args.det_db and args.det_db not in config_det_dbs():
             print(f"note: {why}; running the detector", file=sys.stderr)
         detector = load_yolox(args.detector, device, args.detector_name, trust_checkpoint=args.trust_checkpoint)
     if entries is not None:
@@ -270,7 +284,8 @@ def run(args, detector=None) -> VideoOutputs:
                             args.det_score_floor, args.det_nms, half=args.amp == "fp16" and device.type == "cuda")
     tracker = Tracker.from_args(build_network(args), args)
     return track_video(args.video, tracker, detections, args.output_dir or DEFAULT_OUTPUT_DIR, args.det_batch_size,
-                       args.trail, not args.no_video, args.fps, args.save_det_db, progress=not args.quiet)
+                       args.trail, not args.no_video, args.fps, args.save_det_db,
+                       progress=not (args.quiet or getattr(args, "no_progress", False)))
 
 
 def main(argv: Optional[Sequence[str]] = None, detector=None) -> int:
@@ -278,7 +293,7 @@ def main(argv: Optional[Sequence[str]] = None, detector=None) -> int:
     args = get_parser().parse_args(argv)
     try:
         out = run(args, detector)
-    except (VideoError, CheckpointError, DetDBError, SequenceError, FileNotFoundError, NotWritableError) as exc:
+    except (AmpError, VideoError, CheckpointError, DetDBError, SequenceError, FileNotFoundError, NotWritableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
