@@ -114,6 +114,7 @@ def check_submit(cmd: str, out: str, w: Path) -> None:
     """One `<seq>.txt` of MOTChallenge lines per sequence under OUTPUT_DIR/EXP_NAME (each variant's
     folder with --variants)."""
     root = w / _flag(cmd, "--output_dir")
+    assert "frame/s" not in out and "s/frame" not in out, "progress bars despite --no_progress"
     if _flag(cmd, "--variants"):
         names = [ln.split()[0] for ln in (w / _flag(cmd, "--variants")).read_text().splitlines()
                  if ln.strip() and not ln.startswith("#")]
@@ -408,3 +409,66 @@ def test_readme_python_api_runs_from_another_folder(sandbox, tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ok" in proc.stdout
+
+
+# -- promises of the README with a test of their own (quick) --------------------------------------------------
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=50, deadline=None)
+@given(prefix=st.lists(st.sampled_from(["data", "DanceTrack", "val", "mine", "x y"]), max_size=3),
+       seq=st.sampled_from(["my_video", "dancetrack0004", "MOT17-02-FRCNN"]),
+       number=st.integers(1, 99999), digits=st.integers(6, 8), other_digits=st.integers(6, 8))
+def test_det_db_key_rule_same_sequence_and_frame_from_any_root(prefix, seq, number, digits, other_digits):
+    """A key written from one root is found from another: same sequence folder and frame number."""
+    from datasets.det_db import DetDB, find_key
+    written = "/".join([*prefix, seq, "img1", f"{number:0{digits}d}.txt"])
+    other = DetDB({written: ["1,2,3,4,0.5\n"], "/".join([*prefix, seq, "img1", f"{number + 1:08d}.txt"]): []})
+    assert find_key(other, f"elsewhere/{seq}/img1/{number:0{other_digits}d}.txt") == written
+    assert find_key(other, f"elsewhere/not_{seq}/img1/{number:08d}.txt") is None
+
+
+def test_det_db_key_rule_refuses_an_ambiguous_frame():
+    from datasets.det_db import DetDB, DetDBError, find_key
+    db = DetDB({"a/s/img1/000001.txt": [], "b/s/img1/000001.txt": []})
+    with pytest.raises(DetDBError, match="2 keys for that sequence and frame"):
+        find_key(db, "c/s/img1/00000001.txt")
+
+
+def test_missing_crowdhuman_is_one_line_naming_it_and_the_way_out(tmp_path):
+    from datasets.synthetic import make_dataset
+    make_dataset(tmp_path, splits={"train": 1}, seed=1, num_frames=5, width=96, height=64, num_dancers=2,
+                 det_db_name="det_db_motrv2.json")
+    cmd = [sys.executable, str(REPO / "main.py"), *(REPO / "configs" / "motrv2.args").read_text().split(),
+           "--mot_path", str(tmp_path), "--output_dir", str(tmp_path / "exp"), *TRAIN.split()]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()[-1:]
+    assert "crowdhuman" in line and "annotation_trainval.odgt" in line and "--no_append_crowd" in line
+
+
+def test_no_append_crowd_undoes_the_configs_append_crowd():
+    from main import get_args_parser
+    argv = (REPO / "configs" / "motrv2.args").read_text().split()
+    assert get_args_parser().parse_args(argv).append_crowd
+    assert not get_args_parser().parse_args(argv + ["--no_append_crowd"]).append_crowd
+
+
+def test_amp_fp16_is_refused_off_cuda_and_bf16_left_as_it_was():
+    import torch
+    from util.device import AmpError, autocast_context, check_amp
+    with pytest.raises(AmpError, match="--amp fp16 needs a CUDA device"):
+        check_amp(torch.device("cpu"), "fp16")
+    check_amp(torch.device("cpu"), "bf16")
+    with autocast_context(torch.device("cpu"), "off"):
+        pass
+
+
+def test_benchmark_on_cuda_without_a_gpu_is_one_line():
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "benchmark.py"), "--device", "cuda"],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "no CUDA device" in proc.stderr
