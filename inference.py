@@ -17,13 +17,13 @@ from typing import Dict, Iterable, List, Optional, Sequence
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from datasets.det_db import DetDBError, det_db_key, load_det_db, parse_det_db_frames
+from datasets.det_db import DetDBError, det_db_key, find_key, load_det_db, parse_det_db_frames
 from datasets.layouts import split_from_args
 from datasets.sequences import (CorruptImageError, SequenceError, SequenceFrames, TrackingSequence, check_images,
                                 collate_single)
 from models.config import add_memory_args, add_tracker_args, tracker_flags
 from models.tracker import Tracker, TrackerConfig, build_network, mot_lines, track_frame
-from util.device import dist_rank_world, rank_device, resolve_device
+from util.device import check_amp, dist_rank_world, rank_device, resolve_device
 from util.fileio import check_writable_folder, read_text, stale_temp_files, write_atomic
 
 
@@ -141,7 +141,7 @@ def check_det_db_covers(det_db, det_db_path: str, sequences: Iterable[TrackingSe
     found = 0
     for seq in sequences:
         keys = [det_db_key(rel) for _, rel in seq.frames]
-        missing = [key for key in keys if key not in det_db]
+        missing = [key for key in keys if find_key(det_db, key) is None]
         found += len(keys) - len(missing)
         if missing and missing_detections == "error":
             raise DetDBError(
@@ -230,6 +230,8 @@ def run(args, variants: Optional[List[Variant]] = None, progress: bool = True) -
     variants = variants if variants is not None else run_variants(args)
     rank, world = dist_rank_world()
     device = rank_device(resolve_device(args.device), rank, world)
+    check_amp(device, args.amp)  # before any work
+    progress = progress and not getattr(args, "no_progress", False)
     layout = split_from_args(args)  # --dataset / --split / --split_dir / --mot17_copy / --seqs
     names = layout.names[rank::world]
     files = {v.name: [os.path.join(v.out_dir, f"{n}.txt") for n in names] for v in variants}

@@ -61,7 +61,10 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     a("--pretrained", default=None, help="weights to start training from (model only)")
     a("--mot_path", default="data", type=str, help="data root (DanceTrack/<split>/... below it)")
     a("--det_db", default="", type=str)
-    a("--append_crowd", default=False, action="store_true")
+    a("--append_crowd", default=False, action="store_true",
+      help="also train on CrowdHuman stills (<mot_path>/crowdhuman/; configs/motrv2.args sets it)")
+    a("--no_append_crowd", dest="append_crowd", action="store_false",
+      help="train without CrowdHuman even when a config sets --append_crowd (the later flag wins)")
     a("--sample_mode", type=str, default="fixed_interval")
     a("--sample_interval", type=checked(int, positive), default=1)
     a("--sampler_steps", type=checked(int, non_negative), nargs="*")
@@ -158,5 +161,9 @@ def main(args):
 
 
 if __name__ == "__main__":
+    from datasets.det_db import DetDBError
     parser = ArgumentParser("MOTRv2 training", parents=[get_args_parser()])
-    main(parser.parse_args())
+    try:
+        main(parser.parse_args())
+    except (FileNotFoundError, DetDBError) as exc:  # missing data (a split, CrowdHuman, a det_db): one line
+        raise SystemExit(f"error: {exc}") from None

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from datasets import registry
-from datasets.det_db import det_db_key, load_det_db, parse_det_lines
+from datasets.det_db import det_db_key, find_key, load_det_db, parse_det_lines
 from datasets.layouts import resolve_split
 from datasets.sequences import IMAGE_EXTENSIONS, SequenceError, read_image
 from datasets.transforms import FixedMotRandomShift, make_mot_transforms
@@ -175,6 +175,11 @@ class DetMOTDetection(torch.utils.data.Dataset):
         self.ch_indices: List[Tuple[str, list]] = []
         if getattr(args, "append_crowd", False):
             odgt = self.ch_dir / "annotation_trainval.odgt"
+            if not odgt.is_file():
+                raise FileNotFoundError(
+                    f"--append_crowd (set in configs/motrv2.args) needs CrowdHuman: {odgt} not found; put "
+                    f"CrowdHuman under {self.ch_dir}/ (Images/, annotation_trainval.odgt) or add "
+                    "--no_append_crowd to train without it")
             with open(odgt) as f:
                 for line_no, line in enumerate(f, 1):
                     try:
@@ -208,9 +213,10 @@ class DetMOTDetection(torch.utils.data.Dataset):
     def _detections(self, key: str, where: str) -> np.ndarray:
         if self.det_db is None:
             return np.zeros((0, 5))
-        if key not in self.det_db:
+        found = find_key(self.det_db, key)
+        if found is None:
             raise KeyError(f"det_db {self.det_db_path} has no entry '{key}' (detections of {where})")
-        return parse_det_lines(self.det_db[key], key)
+        return parse_det_lines(self.det_db[found], found)
 
     @staticmethod
     def _make_target(gt_xywh: np.ndarray, obj_ids: torch.Tensor, dets: np.ndarray) -> dict:

@@ -3,10 +3,17 @@
 A JSON object whose keys are image paths relative to the data root with `.jpg` replaced by
 `.txt` (`DanceTrack/val/dancetrack0004/img1/00000001.txt`) and whose values are lists of lines
 `"left,top,width,height,score"` in pixels.  Keys written on Windows (backslashes) are accepted.
+
+The key rule, for every reader (submit_dance.py, training, tools/track_video.py): a frame's entry
+is the one under its exact key; when there is none, it is the one key that names the same
+sequence folder and frame number, i.e. ends `<seq>/<image dir>/<number>.txt` (`find_key`). So a
+det_db made from one root (`make_detdb.py --frames my_video/img1` writes `my_video/img1/...`;
+`track_video.py --save_det_db` writes `<stem>/img1/00000001.txt`) serves `--split_dir DIR` runs
+(`DIR/my_video/img1/...`) and the video of that name, whatever the digits of the frame names.
 """
 import json
 import os
-from typing import Dict, Iterable, List, Sequence, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -23,7 +30,47 @@ def det_db_key(image_relpath: str) -> str:
     return stem + ".txt"
 
 
-def load_det_db(path: str) -> Dict[str, List[str]]:
+def frame_identity(key: str) -> Optional[Tuple[str, object]]:
+    """(sequence folder, frame number) a key names: `.../<seq>/<image dir>/<number>.txt`; the file
+    stem stands for the number when it is not all digits. None for a key of fewer than 3 parts."""
+    parts = key.replace("\\", "/").split("/")
+    if len(parts) < 3:
+        return None
+    stem = os.path.splitext(parts[-1])[0]
+    return parts[-3], int(stem) if stem.isdigit() else stem
+
+
+class DetDB(dict):
+    """A det_db as read: key -> lines, with `find_key` (the key rule of the module docstring).
+    The (sequence, frame) index is built at the first miss: fill the dict before looking up."""
+
+    _by_frame: Optional[Dict[Tuple[str, object], List[str]]] = None
+
+    def find_key(self, key: str) -> Optional[str]:
+        if key in self:
+            return key
+        if self._by_frame is None:
+            self._by_frame = {}
+            for k in self:
+                ident = frame_identity(k)
+                if ident is not None:
+                    self._by_frame.setdefault(ident, []).append(k)
+        same = self._by_frame.get(frame_identity(key), [])
+        if len(same) > 1:
+            raise DetDBError(f"det_db has no key {key!r} and {len(same)} keys for that sequence and frame "
+                             f"({same[0]!r}, {same[1]!r}): keep one root's keys per file")
+        return same[0] if same else None
+
+
+def find_key(det_db: Dict[str, List[str]], key: str) -> Optional[str]:
+    """The det_db key holding frame `key`'s entry (exact, else the same sequence folder and frame
+    number), None when it has none."""
+    if key in det_db:
+        return key
+    return (det_db if isinstance(det_db, DetDB) else DetDB(det_db)).find_key(key)
+
+
+def load_det_db(path: str) -> "DetDB":
     """Read a det_db JSON; keys are normalised to forward slashes."""
     if not os.path.isfile(path):
         raise DetDBError(f"det_db not found: {path}")
@@ -35,7 +82,7 @@ def load_det_db(path: str) -> Dict[str, List[str]]:
         raise DetDBError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from exc
     if not isinstance(raw, dict):
         raise DetDBError(f"{path}: expected a JSON object of image key -> detection lines, got {type(raw).__name__}")
-    db = {}
+    db = DetDB()
     for key, lines in raw.items():
         if isinstance(lines, str):  # a single string with newlines is a common hand-made variant
             lines = lines.splitlines()
@@ -78,13 +125,14 @@ def parse_det_db_frames(det_db: Dict[str, List[str]], keys: Iterable[str], sourc
 def lookup_detections(det_db: Dict[str, Union[List[str], np.ndarray]], key: str, missing: str = "error") -> np.ndarray:
     """The parsed detections of one frame (entries are det_db lines, or arrays `parse_det_db_frames`
     made). `missing`: 'error' (raise, naming the frame) or 'empty'."""
-    if key not in det_db:
+    found = find_key(det_db, key)
+    if found is None:
         if missing == "empty":
             return np.zeros((0, 5))
         raise DetDBError(f"det_db has no entry for frame {key!r} (use --missing_detections empty to track "
                          "such frames without proposals)")
-    entry = det_db[key]
-    return entry if isinstance(entry, np.ndarray) else parse_det_lines(entry, key)
+    entry = det_db[found]
+    return entry if isinstance(entry, np.ndarray) else parse_det_lines(entry, found)
 
 
 # How a det_db's numbers are rounded (box format, score format), by who writes it.

@@ -76,7 +76,7 @@ def readme_training_commands():
     joined = re.sub(r"\\\n\s*", " ", text)
     commands = []
     for line in joined.splitlines():
-        if "main.py" not in line or not re.match(r"\s*(python|torchrun)\b", line):
+        if "main.py" not in line or not re.match(r"\s*(\.venv/bin/)?(python|torchrun)\b", line):
             continue
         comment = line.split("#", 1)[1] if "#" in line else ""
         line = line.split("#", 1)[0]

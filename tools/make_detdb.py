@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="no detector: the det_db of the sequences' public detections det/det.txt")
     parser.add_argument("--mot_path", type=Path, default=None,
                         help="dataset root; det_db keys are relative to it (with --frames default: "
-                             "the parent of each folder)")
+                             "the folder above each sequence folder, FOLDER/..: keys <seq>/img1/<frame>.txt)")
     parser.add_argument("--output", type=Path, default=None,
                         help="det_db JSON to write (default: <mot_path>/det_db_yolox.json)")
     parser.add_argument("--checkpoint", type=Path, default=None,
@@ -308,9 +308,11 @@ def _run(args, model=None) -> Dict[str, List[str]]:
     else:
         if args.from_det_txt:
             raise SystemExit("--from_det_txt reads <seq>/det/det.txt: give --split or --split_dir, not --frames")
-        parents = {_absolute(f).parent for f in args.frames}
+        # Default key root: the folder above each sequence folder (FOLDER/..), so keys name the
+        # sequence: `--frames my_video/img1` -> `my_video/img1/00000001.txt` (datasets/det_db.py's rule).
+        parents = {_absolute(f).parent.parent for f in args.frames}
         if args.mot_path is None and len(parents) > 1:
-            raise SystemExit("--frames folders have different parents; give --mot_path as the key root")
+            raise SystemExit("--frames folders lie in different places; give --mot_path as the key root")
         key_root = args.mot_path if args.mot_path is not None else parents.pop()
         sequences = find_frame_sequences(args.frames, key_root)
     output = args.output

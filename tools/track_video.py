@@ -32,7 +32,8 @@ import numpy as np
 from tqdm import tqdm
 
 
-from datasets.det_db import (DetDBError, format_det_lines, load_det_db, lookup_detections, parse_det_db_frames,
+from datasets.det_db import (DetDB, DetDBError, find_key, format_det_lines, frame_identity, load_det_db,
+                             lookup_detections, parse_det_db_frames,
                              parse_det_lines)
 from datasets.sequences import SequenceError
 from models.card import CardError, apply_card_defaults, card_note, given_dests
@@ -44,7 +45,7 @@ from models.yolox import (DANCETRACK_TEST_SIZE, DEFAULT_NMS_THRE, DEFAULT_SCORE_
 from tools.visualize import draw_tracks
 from main import get_tracking_parser
 from util.cli import ArgumentParser
-from util.device import resolve_device
+from util.device import AmpError, check_amp, resolve_device
 from util.flags import checked, non_negative, positive, probability
 from util.fileio import NotWritableError, atomic_path, check_writable_folder, write_atomic
 
@@ -121,10 +122,12 @@ def video_entries(det_db_path: str, stem: str) -> Tuple[Optional[Dict[str, List[
         return None, "no --det_db given"
     if not os.path.isfile(det_db_path):
         return None, f"--det_db {det_db_path} not found"
-    prefix = f"{stem}/img1/"
-    entries = {k: v for k, v in load_det_db(det_db_path).items() if k.startswith(prefix)}
+    # This video's keys are those naming a sequence folder called like it (datasets/det_db.py's rule):
+    # `<stem>/img1/...` as --save_det_db writes them, or `.../<stem>/img1/...` from make_detdb.py.
+    entries = DetDB((k, v) for k, v in load_det_db(det_db_path).items()
+                    if (frame_identity(k) or ("",))[0] == stem)
     if not entries:
-        return None, f"--det_db {det_db_path} has no keys '{prefix}...' for this video"
+        return None, f"--det_db {det_db_path} has no keys '.../{stem}/img1/...' for this video"
     return entries, ""
 
 
@@ -135,7 +138,7 @@ def check_video_entries(entries: Dict[str, List[str]], det_db_path: str, stem: s
     a frame without an entry is an error (`missing` 'error'), or with 'empty' more than half of them
     without one warns. Returns the parsed entries."""
     parsed = parse_det_db_frames(entries, entries, det_db_path)
-    absent = [f for f in range(1, count + 1) if frame_key(stem, f) not in parsed]
+    absent = [f for f in range(1, count + 1) if find_key(parsed, frame_key(stem, f)) is None]
     if absent and missing == "error":
         raise DetDBError(f"{det_db_path} has no entry for {len(absent)} of the {count} frames of {stem}, first "
                          f"{frame_key(stem, absent[0])!r} (use --missing_detections empty to track such frames "
@@ -144,6 +147,16 @@ def check_video_entries(entries: Dict[str, List[str]], det_db_path: str, stem: s
         print(f"warning: {det_db_path} has no entry for {len(absent)} of the {count} frames of {stem}: they are "
               "tracked without proposals", file=sys.stderr)
     return parsed
+
+
+def config_det_dbs() -> set:
+    """The split det_dbs the tracking configs name (`--det_db det_db_motrv2.json` in configs/motrv2.args):
+    a command that passes a config passes that too, and it is not a det_db of this video."""
+    names = set()
+    for path in (Path(__file__).resolve().parents[1] / "configs").glob("*.args"):
+        words = path.read_text().split()
+        names.update(words[i + 1] for i, w in enumerate(words[:-1]) if w == "--det_db")
+    return names
 
 
 class Detections:
@@ -280,6 +293,7 @@ def run(args, detector=None) -> VideoOutputs:
     if args.det_batch_size < 1:
         raise VideoError(f"--det_batch_size must be at least 1, got {args.det_batch_size}")
     device = resolve_device(args.device)
+    check_amp(device, args.amp)
     stem = Path(args.video).stem
     check_first_frame(args.video)  # a bad video fails before minutes of model loading
     check_writable_folder(args.output_dir or DEFAULT_OUTPUT_DIR)
@@ -288,7 +302,7 @@ def run(args, detector=None) -> VideoOutputs:
         if not args.detector:
             raise DetDBError(f"no proposals for {args.video}: {why}; pass --detector yolox_x.pth, or a --det_db "
                              f"with keys '{frame_key(stem, 1)}', ...")
-        if args.det_db:
+        if args.det_db and args.det_db not in config_det_dbs():
             print(f"note: {why}; running the detector", file=sys.stderr)
         detector = load_yolox(args.detector, device, args.detector_name, trust_checkpoint=args.trust_checkpoint)
     if entries is not None:
@@ -301,7 +315,8 @@ def run(args, detector=None) -> VideoOutputs:
                             args.det_score_floor, args.det_nms, half=args.amp == "fp16" and device.type == "cuda")
     tracker = Tracker.from_args(build_network(args), args)
     return track_video(args.video, tracker, detections, args.output_dir or DEFAULT_OUTPUT_DIR, args.det_batch_size,
-                       args.trail, not args.no_video, args.fps, args.save_det_db, progress=not args.quiet)
+                       args.trail, not args.no_video, args.fps, args.save_det_db,
+                       progress=not (args.quiet or getattr(args, "no_progress", False)))
 
 
 def main(argv: Optional[Sequence[str]] = None, detector=None) -> int:
@@ -314,7 +329,7 @@ def main(argv: Optional[Sequence[str]] = None, detector=None) -> int:
             if card is not None:
                 print(card_note(card, changed, args.resume), file=sys.stderr)
         out = run(args, detector)
-    except (VideoError, CheckpointError, CardError, DetDBError, SequenceError, FileNotFoundError,
+    except (AmpError, VideoError, CheckpointError, CardError, DetDBError, SequenceError, FileNotFoundError,
             NotWritableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -19,10 +19,22 @@ def resolve_device(name: Union[str, torch.device, None] = "auto") -> torch.devic
     return device
 
 
+class AmpError(ValueError):
+    """An `--amp` value this device cannot run; the message says which and what to use."""
+
+
+def check_amp(device: torch.device, amp: str) -> None:
+    """Refuse what would be ignored: fp16 autocast is CUDA-only (the CPU has no fp16 kernels worth it)."""
+    if amp not in ("off", "fp16", "bf16"):
+        raise AmpError(f"amp must be 'off', 'fp16' or 'bf16', got {amp!r}")
+    if amp == "fp16" and torch.device(device).type != "cuda":
+        raise AmpError(f"--amp fp16 needs a CUDA device, but this run is on {torch.device(device).type} "
+                       "(use --amp off there)")
+
+
 def autocast_context(device: torch.device, amp: str):
     """Mixed precision for `--amp fp16|bf16` on CUDA; a no-op on the CPU and for `off`."""
-    if amp not in ("off", "fp16", "bf16"):
-        raise ValueError(f"amp must be 'off', 'fp16' or 'bf16', got {amp!r}")
+    check_amp(device, amp)
     if amp == "off" or device.type != "cuda":
         return contextlib.nullcontext()
     return torch.autocast("cuda", dtype=torch.float16 if amp == "fp16" else torch.bfloat16)
