@@ -44,8 +44,8 @@ def load_yolox(checkpoint: Optional[Union[str, Path]], device: Union[str, torch.
                 raise CheckpointError(f"cannot read YOLOX checkpoint {path} ({path.stat().st_size} bytes): neither "
                                       "a zip archive nor a pickle, so not a PyTorch checkpoint") from None
             if not trust_checkpoint:
-                err = str(err).strip().splitlines()[0]
-                raise CheckpointError(f"{path} holds more than tensors (weights_only load failed: {err}); "
+                why = str(err).strip().splitlines()[0]
+                raise CheckpointError(f"{path} holds more than tensors (weights_only load failed: {why}); "
                                       "if you trust the file, pass trust_checkpoint=True / --trust_checkpoint") from err
             state = torch.load(path, map_location="cpu", weights_only=False)
     except (RuntimeError, EOFError, ValueError, OSError) as exc:
