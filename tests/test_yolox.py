@@ -337,7 +337,7 @@ def test_make_detdb_frames_mode_keeps_empty_frames_and_rejects_other_settings(yo
             "--test_size", *map(str, TEST_SIZE), "--score_floor", "0.99", "--device", "cpu"]
     det_db = make_detdb.main(argv, model=yolox_s)
     # Keys relative to the folder's parent; every frame present, none above the 0.99 floor.
-    assert det_db == {f"img1/{f:08d}.txt": [] for f in (1, 2, 3)}
+    assert det_db == {f"dancetrack0001/img1/{f:08d}.txt": [] for f in (1, 2, 3)}
 
     # A partial file from a run with another score floor must not be mixed in.
     partial = out.with_name(out.name + ".partial.jsonl")
