@@ -202,7 +202,9 @@ def test_output_folder_that_cannot_be_written_is_found_before_any_work(clone, ck
 
 
 def test_det_db_without_matching_keys_warns_and_sequences_without_boxes_are_reported(clone, ckpt, tmp_path):
-    write_det_db(clone, {f"elsewhere/{k}": v for k, v in read_det_db(clone).items()})
+    # keys of another sequence: no frame of dancetrack0001 has an entry, not even by the key rule's
+    # fallback (the same sequence folder and frame number under another root)
+    write_det_db(clone, {k.replace("dancetrack0001", "other_sequence"): v for k, v in read_det_db(clone).items()})
     res = submit(clone, tmp_path / "out", ckpt, "--seqs", "dancetrack0001", "--missing_detections", "empty",
                  "--score_threshold", "1.0")
     assert res.code == 0, res.stderr
@@ -367,7 +369,8 @@ def test_run_main_gives_one_line_and_the_exit_code(capsys):
 
 def test_evaluate_error_is_one_line_and_exit_2(tmp_path, capsys):
     from tools.evaluate import main as evaluate_main
-    assert evaluate_main(["--gt_folder", str(tmp_path / "none"), "--tracker_folder", str(tmp_path)]) == 2
+    assert evaluate_main(["--gt_folder", str(tmp_path / "none"), "--tracker_folder", str(tmp_path),
+                          "--benchmark", "dancetrack"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and str(tmp_path / "none") in err
 
