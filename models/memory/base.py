@@ -16,7 +16,6 @@ import math
 from typing import Optional, Tuple
 
 import torch
-import torchvision
 from torch import Tensor, nn
 
 from models.structures import Instances, box_cxcywh_to_xyxy
@@ -168,8 +167,9 @@ def max_overlap(boxes_cxcywh: Tensor, pair_ok: Optional[Tensor]) -> Tensor:
 
     Mirrors the authors: torchvision box_iou on xyxy boxes, diagonal zeroed, max over each row.
     Needs at least one box."""
+    from torchvision.ops import box_iou  # here: importing the memory's names stays torch-only (fast)
     xyxy = box_cxcywh_to_xyxy(boxes_cxcywh)
-    ious = torchvision.ops.box_iou(xyxy, xyxy)
+    ious = box_iou(xyxy, xyxy)
     self_pair = torch.eye(ious.shape[0], dtype=torch.bool, device=ious.device)
     ious = ious.masked_fill(self_pair, 0)
     if pair_ok is not None:
@@ -182,8 +182,9 @@ def overlap_with_higher_boxes(boxes_cxcywh: Tensor) -> Tensor:
 
     The authors' delaying rule (e98d85a): the IoU matrix is multiplied by that pair mask (so a NaN IoU
     of a degenerate box survives the mask, as there), the diagonal set to 0, max over each row."""
+    from torchvision.ops import box_iou  # here: importing the memory's names stays torch-only (fast)
     xyxy = box_cxcywh_to_xyxy(boxes_cxcywh)
-    ious = torchvision.ops.box_iou(xyxy, xyxy)
+    ious = box_iou(xyxy, xyxy)
     bottom = xyxy[:, 3]
     lower_than_other = bottom[None, :] < bottom[:, None]  # [i, j]: y2_j < y2_i
     ious = ious * lower_than_other

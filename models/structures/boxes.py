@@ -1,7 +1,6 @@
 """Box conversions and overlaps.  Boxes are tensors `[..., 4]`:
 `cxcywh` (centre, size; normalised in the model) or `xyxy` (corners)."""
 import torch
-from torchvision.ops.boxes import box_area
 
 
 def box_cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
@@ -27,6 +26,7 @@ def box_xyxy_to_xywh(boxes: torch.Tensor) -> torch.Tensor:
 
 def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor):
     """Pairwise IoU and union of two sets of xyxy boxes: `[N, M]` each."""
+    from torchvision.ops.boxes import box_area  # here: importing the structures stays torch-only
     area1 = box_area(boxes1)
     area2 = box_area(boxes2)
     lt = torch.max(boxes1[:, None, :2], boxes2[:, :2])
@@ -53,6 +53,7 @@ def matched_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     rb = torch.min(boxes1[:, 2:], boxes2[:, 2:])
     wh = (rb - lt).clamp(min=0)
     inter = wh[:, 0] * wh[:, 1]
+    from torchvision.ops.boxes import box_area
     return inter / (box_area(boxes1) + box_area(boxes2) - inter)
 
 

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from datasets import registry
-from models.memory import PRESETS
 from util.fileio import write_atomic
 
 PAPER_METRICS = ("HOTA", "DetA", "AssA", "IDF1")   # what Tables II-VI report
@@ -238,7 +237,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     sub.add_parser("tables", help="table keys, one a line")
     rows = sub.add_parser("rows", help="NAME FLAGS... of each row of a table")
     rows.add_argument("table")
-    rows.add_argument("--memory_preset", default="official", choices=PRESETS)
+    rows.add_argument("--memory_preset", default="official", help="a preset of models/memory's registry")
     desc = sub.add_parser("describe", help="a table's rows for --help ('all': every table)")
     desc.add_argument("table")
     sub.add_parser("split-extra", help="WORDS...: EXTRA_ARGS' tracker/memory flags (line 1) and the rest (line 2)")
@@ -255,6 +254,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "tables":
             print("\n".join(BY_KEY))
         elif args.command == "rows":
+            from models.memory import PRESETS  # only this subcommand pays for importing torch
+            if args.memory_preset not in PRESETS:
+                parser.error(f"argument --memory_preset: {args.memory_preset!r}: must be one of {', '.join(PRESETS)}")
             for name, flags in script_rows(args.table, args.memory_preset):
                 print(" ".join((name,) + flags))
         elif args.command == "describe":
