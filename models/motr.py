@@ -167,7 +167,10 @@ class MOTR(nn.Module):
         Returns `pred_logits` [1, Q, classes], `pred_boxes` [1, Q, 4] (normalised cx, cy, w, h),
         `hs` [1, Q, C], `first_layer_boxes` [1, Q, 4] and, with aux_loss, the other layers' outputs."""
         hs, boxes = self.transformer.decode(features, tgt, ref_pts, attn_mask)
-        logits = torch.stack([self.class_embed[lvl](hs[lvl]) for lvl in range(hs.shape[0])])
+        with torch.autocast(hs.device.type, enabled=False):  # the class heads in float32 under autocast too
+            if hs.dtype in (torch.float16, torch.bfloat16):
+                hs = hs.float()
+            logits = torch.stack([self.class_embed[lvl](hs[lvl]) for lvl in range(hs.shape[0])])
         out = {"pred_logits": logits[-1], "pred_boxes": boxes[-1], "hs": hs[-1], "first_layer_boxes": boxes[0]}
         if self.aux_loss:
             out["aux_outputs"] = [{"pred_logits": a, "pred_boxes": b} for a, b in zip(logits[:-1], boxes[:-1])]
