@@ -139,28 +139,52 @@ def openvino_has_bf16() -> bool:
 
 
 class OpenVinoGraph:
-    """One graph compiled by OpenVINO's CPU plugin for latency, `threads` threads, f32 or bf16."""
+    """One graph compiled by OpenVINO's CPU plugin for latency, `threads` threads, f32 or bf16.
 
-    def __init__(self, path, threads: int, precision: str = "fp32", device: str = "cpu"):
+    `static`: inputs whose shape is fixed per compiled model (the image for `encode`, the token table
+    for `decode`; a sequence has one frame size): OpenVINO runs a graph of static shapes faster
+    than a dynamic one, so each new shape of these inputs compiles once (the last few are kept);
+    the other inputs (the query count) stay dynamic."""
+
+    KEEP = 2
+
+    def __init__(self, path, threads: int, precision: str = "fp32", device: str = "cpu", static=()):
         ov = require("openvino", "run --backend openvino")
         if precision == "bf16" and not openvino_has_bf16():
             bf16_fallback_warning("openvino")
             precision = "fp32"
-        core = ov.Core()
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(threads),
-                  "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
-        self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
-        self.request = self.compiled.create_infer_request()
-        self.outputs = [o.get_any_name() for o in self.compiled.outputs]
+        self.core = ov.Core()
+        self.path, self.static = str(path), tuple(static)
+        self.config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(threads),
+                       "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
         self.precision = precision
         self.providers = ["openvino CPU " + precision]
+        self._compiled: Dict[tuple, tuple] = {}
+        if not self.static:
+            self._compile(None)
+
+    def _compile(self, feeds):
+        model = self.core.read_model(self.path)
+        if feeds is not None:
+            model.reshape({inp.get_any_name(): (list(feeds[inp.get_any_name()].shape)
+                                                if inp.get_any_name() in self.static else inp.get_partial_shape())
+                           for inp in model.inputs})
+        compiled = self.core.compile_model(model, "CPU", self.config)
+        return compiled.create_infer_request(), [o.get_any_name() for o in compiled.outputs]
 
     def __call__(self, feeds: Mapping[str, np.ndarray]):
-        self.request.infer(dict(feeds))
+        key = tuple(tuple(feeds[n].shape) for n in self.static)
+        if key not in self._compiled:
+            if len(self._compiled) >= self.KEEP:
+                self._compiled.pop(next(iter(self._compiled)))
+            self._compiled[key] = self._compile(feeds if self.static else None)
+        request, outputs = self._compiled[key]
+        request.infer(dict(feeds))
         # The request's buffers are reused by the next call: copy.
-        return [np.array(self.request.get_tensor(name).data) for name in self.outputs]
+        return [np.array(request.get_tensor(name).data) for name in outputs]
 
 
+STATIC_INPUTS = {"encode": ("image",), "decode": ("tokens", "spatial_shapes")}
 RUNTIMES = {"onnxruntime": OnnxRuntimeGraph, "openvino": OpenVinoGraph}
 
 
@@ -181,7 +205,8 @@ class ExportedNetwork:
         self.paths = dict(paths)
         threads = threads or torch.get_num_threads()
         runtime = RUNTIMES[backend]
-        self.graphs = {g: runtime(self.paths[g], threads, precision, device) for g in GRAPHS}
+        extra = {g: {"static": STATIC_INPUTS[g]} if backend == "openvino" else {} for g in GRAPHS}
+        self.graphs = {g: runtime(self.paths[g], threads, precision, device, **extra[g]) for g in GRAPHS}
         self.precision = self.graphs["encode"].precision
         _log.info("network on %s (%s), %s, %d threads", backend, ", ".join(self.graphs["encode"].providers),
                   self.precision, threads)
