@@ -33,7 +33,7 @@ from util.device import BF16_ENV, bf16_fallback_warning
 from .checkpoint import sha256_of
 from .config import BACKENDS
 from .deformable_transformer import EncodedFeatures
-from .export import (DECODE_OUTPUTS, EXPORT_FORMAT, GRAPHS, OPSET, MissingRuntime, config_json, export_network,
+from .export import (DECODE_OUTPUTS, BackendError, EXPORT_FORMAT, GRAPHS, OPSET, MissingRuntime, config_json, export_network,
                      read_metadata, require)
 
 _log = logging.getLogger(__name__)
@@ -70,16 +70,16 @@ def exported_graphs(network, args, onnx_dir: Optional[str] = None) -> Dict[str, 
         paths = {g: Path(onnx_dir) / f"{g}.onnx" for g in GRAPHS}
         missing = [str(p) for p in paths.values() if not p.is_file()]
         if missing:
-            raise FileNotFoundError(f"--onnx_dir {onnx_dir}: no {', '.join(missing)} (write them with "
+            raise BackendError(f"--onnx_dir {onnx_dir}: no {', '.join(missing)} (write them with "
                                     "tools/export_onnx.py)")
         for path in paths.values():
             made_from = read_metadata(path).get("config")
             if made_from is not None and json.loads(made_from) != json.loads(config_json(args)):
-                raise ValueError(f"{path} was exported from another network configuration ({made_from}) than this "
+                raise BackendError(f"{path} was exported from another network configuration ({made_from}) than this "
                                  f"run's ({config_json(args)}): export it again with tools/export_onnx.py")
         return paths
     if not getattr(args, "resume", None):
-        raise ValueError("the export cache is keyed by the checkpoint: give --resume (or --onnx_dir)")
+        raise BackendError("the export cache is keyed by the checkpoint: give --resume (or --onnx_dir)")
     folder = cache_root() / cache_key(args.resume, args)
     paths = {g: folder / f"{g}.onnx" for g in GRAPHS}
     if all(p.is_file() for p in paths.values()):
@@ -261,5 +261,5 @@ def backend_network(network, args):
                            device=str(getattr(args, "device", "cpu")))
 
 
-__all__ = ["ExportedNetwork", "MissingRuntime", "backend_network", "cache_key", "cache_root", "check_backend",
+__all__ = ["BackendError", "ExportedNetwork", "MissingRuntime", "backend_network", "cache_key", "cache_root", "check_backend",
            "exported_graphs", "openvino_has_bf16"]

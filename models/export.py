@@ -202,6 +202,10 @@ def _quiet_tracer():
         yield
 
 
+class BackendError(ValueError):
+    """Exported graphs that cannot serve this run (missing files, made from another configuration)."""
+
+
 class MissingRuntime(ImportError, ValueError):
     """An export or runtime package that is not installed; the message says what to install."""
 
