@@ -331,3 +331,51 @@ def test_parity_fixtures_on_the_backend(parity_graphs, backend, fixture):
         m, e = mine.split(","), exp.split(",")
         assert m[:2] == e[:2] and m[6:] == e[6:], (mine, exp)
         assert all(abs(float(a) - float(b)) <= 0.05 for a, b in zip(m[2:6], e[2:6])), (mine, exp)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", RUNTIMES)
+def test_submit_dance_on_a_backend_writes_the_torch_lines(small, backend, tmp_path, monkeypatch):
+    """The CLI: submit_dance.py --backend X writes the lines --backend torch writes (same frames and
+    ids, boxes within 0.05 px), with the graphs from the export cache."""
+    import cv2
+    import submit_dance
+    ckpt, config, args, _, paths = small
+    monkeypatch.setenv(backends.CACHE_ENV, str(tmp_path / "cache"))
+    _seed_cache(tmp_path / "cache", ckpt, args, paths)
+    seq = tmp_path / "mot" / "DanceTrack" / "val" / "dancetrack0001"
+    (seq / "img1").mkdir(parents=True)
+    det_db = {}
+    for f, (img, dets) in enumerate(_frames(6), start=1):
+        cv2.imwrite(str(seq / "img1" / f"{f:08d}.jpg"), img)
+        det_db[f"DanceTrack/val/dancetrack0001/img1/{f:08d}.txt"] = [
+            f"{x1},{y1},{x2 - x1},{y2 - y1},{s}\n" for x1, y1, x2, y2, s in dets]
+    (seq / "seqinfo.ini").write_text("[Sequence]\nname=dancetrack0001\nimDir=img1\nframeRate=20\nseqLength=6\n"
+                                     "imWidth=160\nimHeight=96\nimExt=.jpg\n")
+    (tmp_path / "mot" / "det_db.json").write_text(json.dumps(det_db))
+    common = config.read_text().split() + [
+        "--resume", str(ckpt), "--mot_path", str(tmp_path / "mot"), "--det_db", "det_db.json", "--output_dir",
+        str(tmp_path / "out"), "--val_width", "96", "--val_max_size", "160", "--device", "cpu", "--num_workers", "0",
+        "--score_threshold", "0.3", "--update_score_threshold", "0.3"]
+    lines = {}
+    for b in ("torch", backend):
+        assert submit_dance.main(common + ["--exp_name", b, "--backend", b]) == 0
+        lines[b] = (tmp_path / "out" / b / "dancetrack0001.txt").read_text().splitlines()
+    assert len(lines["torch"]) > 6 and len(lines[backend]) == len(lines["torch"])
+    for mine, ref in zip(lines[backend], lines["torch"]):
+        m, e = mine.split(","), ref.split(",")
+        assert m[:2] == e[:2] and all(abs(float(a) - float(b)) <= 0.05 for a, b in zip(m[2:6], e[2:6])), (mine, ref)
+
+
+@pytest.mark.slow
+def test_bf16_hota_within_half_a_point_of_fp32_on_the_demo_data(tmp_path, monkeypatch):
+    """The demo's Table II rows tracked in bf16 (PyTorch CPU autocast; emulated where the CPU lacks bf16,
+    which gives the same numbers as native bf16, slower) score HOTA within 0.5 of fp32."""
+    from tools.backend_quality import track_demo
+    monkeypatch.setenv(util.device.BF16_ENV, "emulate")
+    assert util.device.cpu_bf16()
+    fp32 = track_demo(tmp_path / "data", tmp_path / "fp32")
+    bf16 = track_demo(tmp_path / "data", tmp_path / "bf16", "torch", "bf16")
+    assert set(bf16) == set(fp32) and len(fp32) == 3
+    for row in fp32:
+        assert abs(bf16[row]["HOTA"] - fp32[row]["HOTA"]) <= 0.5, (row, fp32[row], bf16[row])
