@@ -28,7 +28,7 @@ from typing import Dict, Mapping, Optional
 import numpy as np
 import torch
 
-from util.device import BF16_ENV, bf16_fallback_warning
+from util.device import bf16_fallback_warning
 
 from .checkpoint import sha256_of
 from .config import BACKENDS
@@ -128,9 +128,8 @@ class OnnxRuntimeGraph:
 
 
 def openvino_has_bf16() -> bool:
-    """Whether OpenVINO's CPU plugin reports bf16 on this CPU (or MOTR_BF16=emulate is set)."""
-    if os.environ.get(BF16_ENV, "") == "emulate":
-        return True
+    """Whether OpenVINO's CPU plugin reports bf16 on this CPU (it does not emulate it: without bf16
+    instructions it runs float32 whatever the hint, so MOTR_BF16=emulate does not count here)."""
     ov = require("openvino", "run --backend openvino")
     try:
         return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")

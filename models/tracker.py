@@ -192,8 +192,14 @@ def track_frame(trackers: Sequence[Tracker], image: torch.Tensor, proposals: Opt
     device, amp = trackers[0].device, trackers[0].amp
     if getattr(network, "precision_in_runtime", False):  # an exported backend does its own (models/backends.py)
         amp = "off"
-    with torch.inference_mode(), autocast_context(device, amp):
-        features = network.encode(image.to(device))
+    with torch.inference_mode():
+        # Mixed precision covers the encoding only (backbone and encoder: nearly all of a frame's
+        # arithmetic); the decoder, its heads, QIM and the memory run in float32, where a bf16/fp16
+        # rounding would move boxes and track queries from frame to frame.
+        with autocast_context(device, amp):
+            features = network.encode(image.to(device))
+        if features.tokens.dtype in (torch.float16, torch.bfloat16):
+            features.tokens = features.tokens.float()
         proposals = None if proposals is None else proposals.to(device)
         return [t.step(features, proposals, ori_size, proposal_classes) for t in trackers]
 
