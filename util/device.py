@@ -58,19 +58,21 @@ def cpu_bf16_supported() -> bool:
 _warned_bf16 = set()
 
 
-def bf16_fallback_warning(what: str) -> None:
-    """Say once per `what` that bf16 was asked for on a CPU without it and float32 runs instead."""
+def bf16_fallback_warning(what: str, emulable: bool = False) -> None:
+    """Say once per `what` that bf16 was asked for on a CPU without it and float32 runs instead
+    (`emulable`: PyTorch, which `MOTR_BF16=emulate` can force to emulate it)."""
     if what not in _warned_bf16:
         _warned_bf16.add(what)
+        hint = f" ({BF16_ENV}=emulate forces emulated bf16)" if emulable else ""
         warnings.warn(f"--amp bf16: this CPU has no bf16 instructions (AVX512-BF16 / AMX); {what} runs in float32 "
-                      f"instead ({BF16_ENV}=emulate forces emulated bf16)", stacklevel=3)
+                      f"instead{hint}", stacklevel=3)
 
 
 def cpu_bf16(what: str = "the network") -> bool:
     """Whether `--amp bf16` on the CPU runs in bf16 here; warns once (float32 fallback) when not."""
     if cpu_bf16_supported():
         return True
-    bf16_fallback_warning(what)
+    bf16_fallback_warning(what, emulable=True)
     return False
 
 
