@@ -328,7 +328,7 @@ def test_parity_fixtures_on_the_backend(parity_graphs, backend, fixture):
         lines += mot_lines(out, i + 1)
     assert len(lines) == len(ref["mot_lines"])
     for mine, exp in zip(lines, ref["mot_lines"]):
-        m, e = mine.split(","), exp.split(",")
+        m, e = mine.strip().split(","), exp.strip().split(",")
         assert m[:2] == e[:2] and m[6:] == e[6:], (mine, exp)
         assert all(abs(float(a) - float(b)) <= 0.05 for a, b in zip(m[2:6], e[2:6])), (mine, exp)
 
