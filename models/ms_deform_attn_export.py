@@ -14,12 +14,6 @@ import torch
 import torch.nn.functional as F
 
 
-def level_starts(spatial_shapes: torch.Tensor) -> torch.Tensor:
-    """[L] first token of each level of a `[L, 2]` (H, W) tensor."""
-    sizes = spatial_shapes[:, 0] * spatial_shapes[:, 1]
-    return torch.cumsum(sizes, 0) - sizes
-
-
 def ms_deform_attn_export(value: torch.Tensor, spatial_shapes: torch.Tensor, sampling_locations: torch.Tensor,
                           attention_weights: torch.Tensor) -> torch.Tensor:
     """value [N, S, M, D], spatial_shapes [L, 2] int64 tensor, sampling_locations [N, Lq, M, L, P, 2]

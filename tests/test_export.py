@@ -10,7 +10,6 @@ import dataclasses
 import importlib
 import json
 import shutil
-import warnings
 
 import numpy as np
 import pytest
@@ -22,7 +21,7 @@ from models.backends import ExportedNetwork, cache_key, check_backend, exported_
 from models.config import model_args
 from models.export import (BackendError, MissingRuntime, export_network, config_json, read_metadata,
                            EncodeGraph, export_attention)
-from models.ms_deform_attn import MSDeformAttn, ms_deform_attn_reference
+from models.ms_deform_attn import ms_deform_attn_reference
 from models.ms_deform_attn_export import ms_deform_attn_export
 from models.tracker import Tracker, TrackerConfig, build_network, mot_lines
 from tests.helpers import PARITY, REPO, SMALL_MODEL_ARGV, build_parity_model, frame_input, memory_argv_from_about, \
