@@ -3,8 +3,9 @@ formulation of the attention against the reference, the graphs' checker, opset a
 onnxruntime and OpenVINO backends against PyTorch at several sizes and query counts and on the
 parity fixtures, the export cache, a missing runtime's one-line message and the bf16 fallback.
 
-Small sizes and a small model in the quick tier; the parity fixtures (the full MOTRv2, exported
-once) and the bf16 quality run on the demo data are `slow`."""
+Small sizes and a small model in the quick tier (one export by tools/export_onnx.py, shared); the
+OpenVINO compile-per-size checks, `Tracker.update` and submit_dance.py on each backend, the parity
+fixtures (the full MOTRv2, exported once) and the bf16 quality run on the demo data are `slow`."""
 import argparse
 import dataclasses
 import importlib
@@ -110,7 +111,8 @@ def test_graphs_pass_the_checker_and_carry_opset_and_config(small):
         assert len(meta["checkpoint_sha256"]) == 64
 
 
-@pytest.mark.parametrize("backend", RUNTIMES)
+# onnxruntime in the quick tier; OpenVINO (a compile per frame size: seconds) in the slow one.
+@pytest.mark.parametrize("backend", [RUNTIMES[0], pytest.param("openvino", marks=[pytest.mark.slow, *RUNTIMES[1].marks])])
 def test_backend_gives_torchs_outputs_at_any_size_and_query_count(small, backend):
     _, _, _, network, paths = small
     exported = ExportedNetwork(network, paths, backend, threads=1)
@@ -144,6 +146,7 @@ def _frames(n=4, hw=(96, 160), seed=5):
         yield img, boxes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", RUNTIMES)
 def test_tracker_update_on_a_backend_is_the_torch_tracker(small, backend, tmp_path, monkeypatch):
     """Tracker.from_checkpoint(..., backend=...) through the export cache: the same ids, boxes within 0.05 px."""
