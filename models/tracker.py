@@ -219,7 +219,10 @@ def build_network(args, checkpoint: Optional[dict] = None):
     load_checkpoint(network, checkpoint if checkpoint is not None else args.resume)
     device = resolve_device(args.device) if backend == "torch" else torch.device("cpu")
     network = network.eval().to(device).optimize_for_inference(compile_backbone=args.compile and backend == "torch")
-    return backend_network(network, args)
+    network = backend_network(network, args)
+    if backend == "torch":
+        _log.info("network on torch, %s, amp %s", device, getattr(args, "amp", "off"))
+    return network
 
 
 def _supervision():
