@@ -27,6 +27,14 @@ from .structures import Instances, NestedTensor, nested_tensor_from_tensor_list
 from .track_step import RuntimeTrackerBase  # noqa: F401  (upstream's import path models.motr.RuntimeTrackerBase)
 
 
+def _autocast_is_bf16(device_type: str) -> bool:
+    """Whether bf16 autocast is on for `device_type` (torch >= 2.4 can tell; older: treated as off)."""
+    try:
+        return torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type) == torch.bfloat16
+    except (AttributeError, TypeError):
+        return False
+
+
 class MLP(nn.Module):
     """A plain multi-layer perceptron with ReLU between layers (the box head)."""
 
@@ -160,7 +168,7 @@ class MOTR(nn.Module):
         if not isinstance(samples, NestedTensor):
             samples = nested_tensor_from_tensor_list(samples)
         device_type = samples.tensors.device.type
-        if torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type) == torch.bfloat16:
+        if _autocast_is_bf16(device_type):
             # bf16 through the whole ResNet leaves ~1% relative error in the features (bf16's 8-bit
             # mantissa, compounded over 50 layers) and moves boxes by a pixel; the backbone stays
             # float32 and the encoder's big matmuls take bf16 (value/output projections, FFNs).
