@@ -22,6 +22,7 @@ from datasets.layouts import split_from_args
 from datasets.sequences import (CorruptImageError, SequenceError, SequenceFrames, TrackingSequence, check_images,
                                 collate_single)
 from models.config import add_memory_args, add_tracker_args, tracker_flags
+from models.backends import check_backend
 from models.tracker import Tracker, TrackerConfig, build_network, mot_lines, track_frame
 from util.device import check_amp, dist_rank_world, rank_device, resolve_device
 from util.fileio import check_writable_folder, read_text, stale_temp_files, write_atomic
@@ -231,6 +232,7 @@ def run(args, variants: Optional[List[Variant]] = None, progress: bool = True) -
     rank, world = dist_rank_world()
     device = rank_device(resolve_device(args.device), rank, world)
     check_amp(device, args.amp)  # before any work
+    check_backend(getattr(args, "backend", "torch"))  # a missing runtime: one line saying what to install
     progress = progress and not getattr(args, "no_progress", False)
     layout = split_from_args(args)  # --dataset / --split / --split_dir / --mot17_copy / --seqs
     names = layout.names[rank::world]

@@ -21,6 +21,7 @@ from datasets.sequences import SequenceError
 from inference import VariantError, run, run_variants
 from models.card import CardError, apply_card_defaults, card_note, given_dests
 from models.checkpoint import CheckpointError
+from models.export import BackendError, MissingRuntime
 from util.device import AmpError
 from main import get_tracking_parser, warn_inert_flags
 
@@ -71,7 +72,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             if card is not None:
                 print(card_note(card, changed, args.resume), file=sys.stderr)
         run(args, run_variants(args, parser))
-    except (AmpError, CheckpointError, CardError, DetDBError, SequenceError, VariantError) as exc:
+    except (AmpError, CheckpointError, CardError, DetDBError, SequenceError, VariantError, MissingRuntime,
+            BackendError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -141,14 +141,39 @@ def add_device_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
+BACKENDS = ("torch", "onnxruntime", "openvino")
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """Which runtime runs the network's encode and decode (models/backends.py); the tracker around
+    them is the same Python for every backend."""
+    backend: str = option("torch", "runtime of the network: torch, or its exported ONNX graphs on onnxruntime or "
+                          "openvino (exported on first use into a cache; pip install -r requirements.txt)",
+                          choices=BACKENDS)
+    onnx_dir: Optional[str] = option(
+        None, "with --backend onnxruntime|openvino: take the graphs (encode.onnx, decode.onnx) from this folder "
+        "(tools/export_onnx.py) instead of the export cache", optional=True)
+
+    def __post_init__(self):
+        check_fields(self)
+
+    @classmethod
+    def from_args(cls, args) -> "BackendConfig":
+        return from_namespace(cls, args)
+
+
 def add_inference_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """How a tracker runs the network: input size cap, precision, compile."""
+    """How a tracker runs the network: input size cap, precision, compile, backend."""
     g = parser.add_argument_group("inference")
     a = g.add_argument
     a("--val_max_size", default=1536, type=checked(int, positive),
       help="long-side cap of the model input; the short side is --val_width (800), as upstream resizes")
-    a("--amp", default="off", choices=("off", "fp16", "bf16"), help="mixed precision (CUDA only)")
+    a("--amp", default="off", choices=("off", "fp16", "bf16"),
+      help="mixed precision: fp16 (CUDA), bf16 (CUDA; on the CPU for every backend where the CPU has bf16, "
+           "else float32 with a warning)")
     a("--compile", action="store_true", help="torch.compile the backbone (one-off compile time; long runs)")
+    add_flags(parser, BackendConfig, "backend")
     return parser
 
 

@@ -201,7 +201,9 @@ class DeformableTransformerDecoder(nn.Module):
                            padding_mask, attn_mask)
             # Box of this layer = refinement of the box it started from; the next layer starts from
             # it without gradient (Deformable DETR's iterative refinement).
-            refined = (self.bbox_embed[lid](output) + inverse_sigmoid(reference_points)).sigmoid()
+            with torch.autocast(output.device.type, enabled=False):  # boxes in float32 under autocast too
+                head_in = output.float() if output.dtype in (torch.float16, torch.bfloat16) else output
+                refined = (self.bbox_embed[lid](head_in) + inverse_sigmoid(reference_points)).sigmoid()
             reference_points = refined.detach()
             outputs.append(output)
             boxes.append(refined)

@@ -14,6 +14,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .ms_deform_attn_export import ms_deform_attn_export
+
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _full_precision(tensor: torch.Tensor):
+    """Autocast off (float32) on `tensor`'s device type, for the small precision-sensitive layers."""
+    return torch.autocast(tensor.device.type, enabled=False)
+
 
 def ms_deform_attn_reference(value: torch.Tensor, spatial_shapes: Sequence[Tuple[int, int]],
                              sampling_locations: torch.Tensor,
@@ -55,7 +65,8 @@ def ms_deform_attn(value, spatial_shapes, level_start_index, sampling_locations,
 class MSDeformAttn(nn.Module):
     """The attention module; parameter names match the public Deformable DETR / MOTRv2 code."""
 
-    # Which implementation forward() uses: "auto" (fastest), or "reference" (for tests/benchmarks).
+    # Which implementation forward() uses: "auto" (fastest), "reference" (for tests/benchmarks), or
+    # "export" (standard ONNX ops; `spatial_shapes` is then a [L, 2] int64 tensor: models/export.py).
     implementation = "auto"
 
     def __init__(self, d_model: int = 256, n_levels: int = 4, n_heads: int = 8, n_points: int = 4,
@@ -104,11 +115,21 @@ class MSDeformAttn(nn.Module):
         if padding_mask is not None:
             value = value.masked_fill(padding_mask[..., None], 0.0)
         value = value.view(n, s, m, self.d_model // m)
-        offsets = self.sampling_offsets(query).view(n, lq, m, lv, p, 2)
-        weights = self.attention_weights(query).view(n, lq, m, lv * p)
-        weights = (weights.sigmoid() if self.sigmoid_attn else weights.softmax(-1)).view(n, lq, m, lv, p)
-        if reference_points.shape[-1] == 2:
-            normaliser = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=query.dtype,
+        with _full_precision(query):
+            # Where to sample, and with what weight, in float32 even under autocast: bf16's 8-bit
+            # mantissa would move sample locations by pixels (a value at 0.7 is rounded by 0.002).
+            query32 = query.float() if query.dtype in _HALF else query
+            offsets = self.sampling_offsets(query32).view(n, lq, m, lv, p, 2)
+            weights = self.attention_weights(query32).view(n, lq, m, lv * p)
+            weights = (weights.sigmoid() if self.sigmoid_attn else weights.softmax(-1)).view(n, lq, m, lv, p)
+            if reference_points.dtype in _HALF:
+                reference_points = reference_points.float()
+        if self.implementation == "export":
+            normaliser = spatial_shapes.flip(-1).to(offsets.dtype)
+        if self.implementation == "export" and reference_points.shape[-1] == 2:
+            locations = reference_points[:, :, None, :, None, :] + offsets / normaliser[None, None, None, :, None, :]
+        elif reference_points.shape[-1] == 2:
+            normaliser = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=offsets.dtype,
                                       device=query.device)
             locations = reference_points[:, :, None, :, None, :] + offsets / normaliser[None, None, None, :, None, :]
         elif reference_points.shape[-1] == 4:
@@ -116,8 +137,12 @@ class MSDeformAttn(nn.Module):
                          + offsets / p * reference_points[:, :, None, :, None, 2:] * 0.5)
         else:
             raise ValueError(f"reference_points must end in 2 or 4, got {reference_points.shape[-1]}")
-        if self.implementation == "reference":
-            out = ms_deform_attn_reference(value, spatial_shapes, locations, weights)
+        # Under autocast the value table may be bf16/fp16 while the geometry is float32: grid_sample
+        # wants one dtype (the fast path takes both and samples in float32).
+        if self.implementation == "export":
+            out = ms_deform_attn_export(value, spatial_shapes, locations.to(value.dtype), weights.to(value.dtype))
+        elif self.implementation == "reference":
+            out = ms_deform_attn_reference(value, spatial_shapes, locations.to(value.dtype), weights.to(value.dtype))
         else:
             out = ms_deform_attn(value, spatial_shapes, level_start_index, locations, weights)
         return self.output_proj(out)

@@ -15,8 +15,9 @@ from typing import Any, List, Optional, Protocol, Sequence, Tuple, Union, runtim
 import numpy as np
 import torch
 
-from util.device import autocast_context, resolve_device
+from util.device import autocast_context, check_amp, resolve_device
 
+from .backends import backend_network, check_backend
 from .card import FALLBACK_CONFIG, settings_for
 from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from .config import TrackerConfig
@@ -64,7 +65,7 @@ class Tracker:
         self.ids = RuntimeTrackerBase.from_config(self.config)
         self.memory = build_memory(self.config.memory, self.config.update_score_threshold)
         self.device = torch.device(device) if device is not None else network.query_embed.weight.device
-        autocast_context(self.device, amp)  # checks the value
+        check_amp(self.device, amp)  # checks the value (a CPU without bf16 warns when it runs)
         self.amp = amp
         self.input_size = tuple(input_size)  # short side, long-side cap: submit_dance.py's resize
         self.rgb = rgb
@@ -189,8 +190,16 @@ def track_frame(trackers: Sequence[Tracker], image: torch.Tensor, proposals: Opt
     if any(t.network is not network for t in trackers):
         raise ValueError("track_frame: the trackers must share one network")
     device, amp = trackers[0].device, trackers[0].amp
-    with torch.inference_mode(), autocast_context(device, amp):
-        features = network.encode(image.to(device))
+    if getattr(network, "precision_in_runtime", False):  # an exported backend does its own (models/backends.py)
+        amp = "off"
+    with torch.inference_mode():
+        # Mixed precision covers the encoding only (backbone and encoder: nearly all of a frame's
+        # arithmetic); the decoder, its heads, QIM and the memory run in float32, where a bf16/fp16
+        # rounding would move boxes and track queries from frame to frame.
+        with autocast_context(device, amp):
+            features = network.encode(image.to(device))
+        if features.tokens.dtype in (torch.float16, torch.bfloat16):
+            features.tokens = features.tokens.float()
         proposals = None if proposals is None else proposals.to(device)
         return [t.step(features, proposals, ori_size, proposal_classes) for t in trackers]
 
@@ -199,13 +208,21 @@ def track_frame(trackers: Sequence[Tracker], image: torch.Tensor, proposals: Opt
 def build_network(args, checkpoint: Optional[dict] = None):
     """The network (no tracker policy) of a parsed command line with `args.resume` loaded strictly, in
     eval mode on `args.device`, with the inference speed-ups (`--compile` compiles the backbone).
-    `checkpoint`: the contents of `args.resume` when the caller has read it already."""
+    `checkpoint`: the contents of `args.resume` when the caller has read it already. With `--backend
+    onnxruntime|openvino` its encode and decode run as exported graphs (`models/backends.py`; the
+    rest, QIM and the queries, stays PyTorch on the CPU)."""
     if not args.resume:
         raise CheckpointError("no checkpoint given: pass --resume motrv2_dancetrack.pth (or run --demo)")
+    backend = getattr(args, "backend", "torch")
+    check_backend(backend)  # before any work: a missing runtime says what to install
     network, _, _ = build(args)
     load_checkpoint(network, checkpoint if checkpoint is not None else args.resume)
-    device = resolve_device(args.device)
-    return network.eval().to(device).optimize_for_inference(compile_backbone=args.compile)
+    device = resolve_device(args.device) if backend == "torch" else torch.device("cpu")
+    network = network.eval().to(device).optimize_for_inference(compile_backbone=args.compile and backend == "torch")
+    network = backend_network(network, args)
+    if backend == "torch":
+        _log.info("network on torch, %s, amp %s", device, getattr(args, "amp", "off"))
+    return network
 
 
 def _supervision():

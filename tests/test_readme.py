@@ -242,6 +242,13 @@ SKIPPED: Dict[str, str] = {
     ".venv/bin/python tools/benchmark.py --sizes 800x1422 --frames 2 --upstream": "needs a checkout of "
         "upstream MOTRv2 (a download) and minutes per 800x1422 frame",
     ".venv/bin/python tools/benchmark_attention.py": "minutes at the encoder's full shape; no size flag",
+    ".venv/bin/python tools/benchmark.py --sizes 800x1422 --frames 2 --backends": "needs a checkout of upstream MOTRv2 "
+        "(a download) and minutes per 800x1422 frame and backend",
+    ".venv/bin/python tools/export_onnx.py": "tests/test_export.py runs it (its module fixture) and checks what it "
+        "writes; here it would add a 20 s export",
+    ".venv/bin/python tools/backend_quality.py": "tracks the demo twice per run (minutes, bf16 emulated); "
+        "tests/test_export.py's slow bf16 test runs its track_demo",
+    "trtexec": "needs TensorRT and a GPU",
 }
 
 

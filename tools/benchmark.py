@@ -3,6 +3,8 @@
     python tools/benchmark.py                                # CPU, 800x1422 and a small size
     python tools/benchmark.py --device cuda --sizes 800x1422 --amp fp16
     python tools/benchmark.py --upstream /path/to/MOTRv2     # + upstream's own CPU path, same input/weights
+    python tools/benchmark.py --sizes 800x1422 --backends torch torch:bf16 onnxruntime openvino openvino:bf16 \
+        --upstream /path/to/MOTRv2                           # the backends side by side, per stage
 
 Stand-in weights (util/standin_weights.py) and a synthetic frame with 60 proposals; the first
 frame is a warm-up and tracks carry over between frames, as when tracking.  Every variant runs in
@@ -10,6 +12,15 @@ this process on the same inputs, interleaved, so a busy machine slows them alike
 against the "plain" path: reference (grid_sample) attention, torch.no_grad.  The last rows are the
 two ways users run the tracker: submit_dance.py's step (`Tracker.track` on a decoded, resized frame)
 and the Python API (`Tracker.update(dets, bgr_frame)`, resize included), with their ratio.
+
+`--backends B[:PRECISION] ...` instead times the tracker step (`Tracker.track`: encode + decode +
+tracker) on each backend (torch, onnxruntime, openvino; fp32 or bf16), interleaved frame by frame
+on the same input, split into encode, decode and the tracker's own Python (queries, ids, QIM,
+output filter), with peak resident memory while each backend runs and the ratio against the first
+backend and against upstream's CPU path (`--upstream`, run in the same invocation). The exported
+backends run graphs exported once from the same stand-in weights. bf16 on a CPU without bf16
+instructions falls back to fp32 (the table says which precision ran); `--emulate_bf16` runs it
+emulated instead (for quality checks; slow).
 """
 import argparse
 import contextlib
@@ -18,6 +29,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -202,7 +214,22 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--amp", default="off", choices=("off", "fp16", "bf16"), help="also time this AMP mode (CUDA)")
     parser.add_argument("--upstream", default=None, help="a checkout of megvii-research/MOTRv2 to time side by side")
+    parser.add_argument("--backends", nargs="+", default=None, metavar="BACKEND[:PRECISION]",
+                        help="compare backends side by side: torch, onnxruntime, openvino, each :fp32 (default) or :bf16")
+    parser.add_argument("--emulate_bf16", action="store_true",
+                        help="with --backends: run bf16 even on a CPU without bf16 instructions (emulated)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.backends:
+        from models.backends import check_backend
+        from models.export import MissingRuntime
+        try:
+            specs = [parse_backend(b) for b in args.backends]
+            for backend, _ in specs:
+                check_backend(backend)
+        except (ValueError, MissingRuntime) as exc:
+            parser.exit(2, f"error: {exc}\n")
+        return compare_backends(args, specs)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -247,6 +274,115 @@ def main(argv=None):
         if args.upstream:
             up = run_upstream(args.upstream, hw, frame, args.frames, args.threads)
             print(f"upstream MOTRv2 (own CPU path): {up:.3f} s/frame; ours {ours:.3f} s/frame = {ours / up:.2f}x upstream")
+
+
+# -- backends side by side -------------------------------------------------------------------------------
+def parse_backend(text: str):
+    backend, _, precision = text.partition(":")
+    precision = precision or "fp32"
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"--backends {text}: precision must be fp32 or bf16")
+    return backend, precision
+
+
+class PeakRss:
+    """Samples this process's resident set every 20 ms; `peak(label)` the largest seen while `label` ran."""
+
+    def __init__(self):
+        self.label, self.peaks = None, defaultdict(float)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def rss_mb() -> float:
+        try:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        except (OSError, ValueError):
+            return float("nan")
+
+    def _run(self):
+        while not self._stop.wait(0.02):
+            if self.label is not None:
+                self.peaks[self.label] = max(self.peaks[self.label], self.rss_mb())
+
+    def stop(self):
+        self._stop.set()
+
+
+def compare_backends(args, specs):
+    from models.backends import ExportedNetwork
+    from models.export import export_network
+    from util.device import BF16_ENV, cpu_bf16_supported
+    if args.emulate_bf16:
+        os.environ[BF16_ENV] = "emulate"
+    device = torch.device("cpu")
+    print(f"device: cpu ({args.threads} threads), torch {torch.__version__}; native bf16: {cpu_bf16_supported()}"
+          f"{' (emulated: --emulate_bf16)' if args.emulate_bf16 else ''}")
+    model = build_model(False, device).optimize_for_inference()
+    tmp = tempfile.TemporaryDirectory()
+    paths = None
+    if any(b != "torch" for b, _ in specs):
+        t0 = time.perf_counter()
+        paths = export_network(model, tmp.name, metadata={"config": "benchmark stand-in, configs/motrv2.args"})
+        print(f"exported encode/decode graphs in {time.perf_counter() - t0:.1f} s")
+    runners = {}
+    for backend, precision in specs:
+        if backend == "torch":
+            network, amp = model, ("bf16" if precision == "bf16" else "off")
+            ran = "bf16" if precision == "bf16" and cpu_bf16_supported() else "fp32"
+        else:
+            network = ExportedNetwork(model, paths, backend, threads=args.threads, precision=precision)
+            amp, ran = "off", network.precision
+        name = f"{backend} {precision}" + ("" if ran == precision else f" (ran {ran})")
+        runners[name] = (network, Tracker(network, TrackerConfig.from_flags(memory="none"), device=device, amp=amp,
+                                          input_size=INPUT_RULE), [])
+    rss = PeakRss()
+    from models.inputs import image_to_input
+    for size in args.sizes:
+        hw = tuple(int(v) for v in size.lower().split("x"))
+        img, proposals = make_frame(hw)
+        x = image_to_input(img, *(INPUT_RULE if hw[0] >= 800 else hw))[None]
+        for _, tracker, frames in runners.values():
+            tracker.reset()
+            frames.clear()
+        for i in range(args.frames + 1):  # frame 0 warms up (and compiles the runtimes' graphs)
+            for name, (network, tracker, frames) in runners.items():
+                timer = StageTimer(device)
+                timer.wrap(network, "encode", "encode")
+                timer.wrap(network, "decode", "decode")
+                rss.label = name
+                try:
+                    t0 = time.perf_counter()
+                    tracker.track(x, proposals, hw)
+                    total = time.perf_counter() - t0
+                finally:
+                    timer.restore()
+                    for method in ("encode", "decode"):
+                        network.__dict__.pop(method, None)
+                    rss.label = None
+                if i > 0:
+                    frames.append((total, dict(timer.times)))
+        upstream = run_upstream(args.upstream, hw, (img, proposals), args.frames, args.threads) if args.upstream else None
+        print(f"\n== input {x.shape[2]}x{x.shape[3]}, 60 proposals, {args.threads} threads, best of {args.frames} "
+              f"frames ==")
+        print(f"{'backend':<34}{'encode':>9}{'decode':>9}{'tracker':>9}{'s/frame':>9}{'FPS':>7}{'vs first':>9}"
+              f"{'vs upstream':>12}{'peak MB':>9}")
+        base = None
+        for name, (_, _, frames) in runners.items():
+            total, st = min(frames, key=lambda f: f[0])
+            enc, dec = st.get("encode", 0.0), st.get("decode", 0.0)
+            base = base or total
+            vs_up = f"{total / upstream:>11.2f}x" if upstream else f"{'':>12}"
+            print(f"{name:<34}{enc:>9.3f}{dec:>9.3f}{total - enc - dec:>9.3f}{total:>9.3f}{1 / total:>7.2f}"
+                  f"{total / base:>8.2f}x{vs_up}{rss.peaks[name]:>9.0f}")
+        if upstream:
+            print(f"{'upstream MOTRv2, own CPU path':<34}{'':>27}{upstream:>9.3f}{1 / upstream:>7.2f}"
+                  f"{upstream / base:>8.2f}x{1.0:>11.2f}x")
+    rss.stop()
+    tmp.cleanup()
+    return 0
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from datasets.det_db import (DetDB, DetDBError, find_key, format_det_lines, fram
 from datasets.sequences import SequenceError
 from models.card import CardError, apply_card_defaults, card_note, given_dests
 from models.checkpoint import CheckpointError
+from models.export import BackendError, MissingRuntime
 from models.inputs import proposals_from_detections
 from models.tracker import Tracker, build_network, mot_lines
 from models.yolox import (DANCETRACK_TEST_SIZE, DEFAULT_NMS_THRE, DEFAULT_SCORE_FLOOR,
@@ -330,7 +331,7 @@ def main(argv: Optional[Sequence[str]] = None, detector=None) -> int:
                 print(card_note(card, changed, args.resume), file=sys.stderr)
         out = run(args, detector)
     except (AmpError, VideoError, CheckpointError, CardError, DetDBError, SequenceError, FileNotFoundError,
-            NotWritableError) as exc:
+            NotWritableError, MissingRuntime, BackendError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

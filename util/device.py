@@ -32,10 +32,60 @@ def check_amp(device: torch.device, amp: str) -> None:
                        "(use --amp off there)")
 
 
+# `MOTR_BF16=emulate`: run bf16 on a CPU without bf16 instructions anyway (emulated by PyTorch /
+# oneDNN; for measuring bf16's quality on any machine, not for speed).
+BF16_ENV = "MOTR_BF16"
+
+
+def cpu_bf16_supported() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX), or `MOTR_BF16=emulate` is set."""
+    if os.environ.get(BF16_ENV, "") == "emulate":
+        return True
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    try:
+        if any(p is not None and p() for p in probes):
+            return True
+    except Exception:  # noqa: BLE001  (a private probe that moved: fall back to /proc/cpuinfo)
+        pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+_warned_bf16 = set()
+
+
+def bf16_fallback_warning(what: str, emulable: bool = False) -> None:
+    """Say once per `what` that bf16 was asked for on a CPU without it and float32 runs instead
+    (`emulable`: PyTorch, which `MOTR_BF16=emulate` can force to emulate it)."""
+    if what not in _warned_bf16:
+        _warned_bf16.add(what)
+        hint = f" ({BF16_ENV}=emulate forces emulated bf16)" if emulable else ""
+        warnings.warn(f"--amp bf16: this CPU has no bf16 instructions (AVX512-BF16 / AMX); {what} runs in float32 "
+                      f"instead{hint}", stacklevel=3)
+
+
+def cpu_bf16(what: str = "the network") -> bool:
+    """Whether `--amp bf16` on the CPU runs in bf16 here; warns once (float32 fallback) when not."""
+    if cpu_bf16_supported():
+        return True
+    bf16_fallback_warning(what, emulable=True)
+    return False
+
+
 def autocast_context(device: torch.device, amp: str):
-    """Mixed precision for `--amp fp16|bf16` on CUDA; a no-op on the CPU and for `off`."""
+    """Mixed precision for `--amp fp16|bf16` on CUDA and `--amp bf16` on a CPU that has bf16 (else
+    float32, with a one-time warning); a no-op for `off`."""
     check_amp(device, amp)
-    if amp == "off" or device.type != "cuda":
+    device = torch.device(device)
+    if amp == "off":
+        return contextlib.nullcontext()
+    if device.type == "cpu":
+        return torch.autocast("cpu", dtype=torch.bfloat16) if cpu_bf16() else contextlib.nullcontext()
+    if device.type != "cuda":
         return contextlib.nullcontext()
     return torch.autocast("cuda", dtype=torch.float16 if amp == "fp16" else torch.bfloat16)
 

@@ -1,0 +1,223 @@
+"""The network as two ONNX graphs, `encode` and `decode`, with dynamic image size and query count.
+
+    encode:  image [1, 3, H, W]  ->  tokens [1, S, C], spatial_shapes [L, 2] int64 (H_l, W_l per level)
+    decode:  tokens, spatial_shapes, tgt [Q, C], ref_pts [Q, 4]
+             ->  pred_logits [1, Q, K], pred_boxes [1, Q, 4], hs [1, Q, C], first_layer_boxes [1, Q, 4]
+
+`encode` is the backbone (frozen batch norms folded into the convolutions), the input projections
+and the encoder; `decode` the decoder and its last class head (the auxiliary heads are not
+needed to track). Everything around them (queries, ids, memory, QIM, the output filter) stays the
+Python of `models/track_step.py`, the same for every backend (`models/backends.py`). QIM is not
+exported: it runs on a few dozen tracks, well under 1% of a frame.
+
+The deformable attention is traced as `models/ms_deform_attn_export.py` (GridSample, opset 16+),
+with every size computed from tensors, so one pair of graphs serves any frame size. Each graph
+carries its opset and the network configuration it was made from in its metadata
+(`read_metadata`). Needs the `onnx` package (requirements.txt) for the checker and the metadata;
+`torch.onnx.export` (the TorchScript exporter, `dynamo=False`) writes the graphs.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Dict, Mapping, Optional, Tuple
+
+import torch
+from torch import nn
+
+from .ms_deform_attn import MSDeformAttn
+from .position_encoding import pos2posemb
+from .structures import NestedTensor, inverse_sigmoid
+
+OPSET = 17
+# Bumped when the graphs change: part of the export cache key (models/backends.py).
+EXPORT_FORMAT = 1
+GRAPHS = ("encode", "decode")
+ENCODE_INPUTS, ENCODE_OUTPUTS = ("image",), ("tokens", "spatial_shapes")
+DECODE_INPUTS = ("tokens", "spatial_shapes", "tgt", "ref_pts")
+DECODE_OUTPUTS = ("pred_logits", "pred_boxes", "hs", "first_layer_boxes")
+# The network flags a graph depends on (what its metadata records).
+NETWORK_FLAGS = ("backbone", "dilation", "position_embedding", "num_feature_levels", "enc_layers", "dec_layers",
+                 "dim_feedforward", "hidden_dim", "nheads", "num_queries", "dec_n_points", "enc_n_points",
+                 "decoder_cross_self", "sigmoid_attn", "with_box_refine", "query_interaction_layer")
+
+
+class EncodeGraph(nn.Module):
+    """image -> (tokens, spatial_shapes): `MOTR.encode` for one unpadded image, sizes as tensors."""
+
+    def __init__(self, network):
+        super().__init__()
+        self.net = network
+
+    def forward(self, image: torch.Tensor):
+        net = self.net
+        body, position = net.backbone[0].body, net.backbone[1]
+        feats = [f for _, f in sorted(body(image).items())]
+        srcs = [net.input_proj[lvl](f) for lvl, f in enumerate(feats)]
+        for lvl in range(len(feats), net.num_feature_levels):
+            srcs.append(net.input_proj[lvl](feats[-1] if lvl == len(feats) else srcs[-1]))
+        # The sine encoding of an unpadded map depends on its size alone (masks all False).
+        pos = [position(NestedTensor(s, torch.zeros_like(s[:, 0], dtype=torch.bool))).to(s.dtype) for s in srcs]
+        # Backbone levels: the encoding of the backbone feature (same H, W as the projection).
+        shapes = torch.stack([torch._shape_as_tensor(s)[-2:] for s in srcs])  # [L, 2] int64
+        transformer = net.transformer
+        tokens = torch.cat([s.flatten(2).transpose(1, 2) for s in srcs], 1)
+        pos_flat = torch.cat([p.flatten(2).transpose(1, 2) + transformer.level_embed[lvl].view(1, 1, -1)
+                              for lvl, p in enumerate(pos)], 1)
+        reference = encoder_reference_points(shapes, len(srcs), tokens.dtype)
+        for layer in transformer.encoder.layers:
+            tokens = layer(tokens, pos_flat, reference, shapes, None, None)
+        return tokens, shapes
+
+
+def encoder_reference_points(shapes: torch.Tensor, n_levels: int, dtype) -> torch.Tensor:
+    """`DeformableTransformerEncoder.reference_points` of an unpadded image (valid ratios 1), sizes
+    as tensors: pixel centres (i + 0.5) / size of every level, [1, S, L, 2] (x, y)."""
+    points = []
+    for lvl in range(n_levels):
+        h, w = shapes[lvl, 0], shapes[lvl, 1]
+        ys = (torch.arange(h, dtype=torch.float32) + 0.5) / h.to(torch.float32)
+        xs = (torch.arange(w, dtype=torch.float32) + 0.5) / w.to(torch.float32)
+        ref_y = ys[:, None].expand(-1, xs.shape[0]).reshape(-1)
+        ref_x = xs[None, :].expand(ys.shape[0], -1).reshape(-1)
+        points.append(torch.stack((ref_x, ref_y), -1))
+    return torch.cat(points, 0)[None, :, None].expand(-1, -1, n_levels, -1).to(dtype)
+
+
+class DecodeGraph(nn.Module):
+    """(tokens, spatial_shapes, tgt, ref_pts) -> the last layer's logits, boxes, hidden states and
+    the first layer's boxes: `MOTR.decode` without the auxiliary heads."""
+
+    def __init__(self, network):
+        super().__init__()
+        self.net = network
+
+    def forward(self, tokens, spatial_shapes, tgt, ref_pts):
+        net = self.net
+        decoder = net.transformer.decoder
+        n_levels = net.num_feature_levels
+        ratios4 = torch.ones(1, 1, n_levels, 4, dtype=tokens.dtype)
+        output = tgt.unsqueeze(0)
+        reference_points = ref_pts.unsqueeze(0)
+        first = None
+        for lid, layer in enumerate(decoder.layers):
+            query_pos = pos2posemb(reference_points, output.shape[-1] // 4)
+            output = layer(output, query_pos, reference_points[:, :, None] * ratios4, tokens, spatial_shapes,
+                           None, None, None)
+            reference_points = (decoder.bbox_embed[lid](output) + inverse_sigmoid(reference_points)).sigmoid()
+            if first is None:
+                first = reference_points
+        logits = net.class_embed[len(decoder.layers) - 1](output)
+        return logits, reference_points, output, first
+
+
+@contextlib.contextmanager
+def export_attention():
+    """MSDeformAttn on its export formulation (sizes as tensors) while the block runs."""
+    previous = MSDeformAttn.implementation
+    MSDeformAttn.implementation = "export"
+    try:
+        yield
+    finally:
+        MSDeformAttn.implementation = previous
+
+
+def example_inputs(network, image_hw: Tuple[int, int] = (160, 288), n_queries: int = 12):
+    """Inputs to trace the graphs with (any size works: the graphs are dynamic)."""
+    g = torch.Generator().manual_seed(0)
+    image = torch.randn(1, 3, *image_hw, generator=g)
+    with torch.no_grad(), export_attention():
+        tokens, shapes = EncodeGraph(network)(image)
+    c = network.query_embed.weight.shape[1]
+    tgt = torch.randn(n_queries, c, generator=g)
+    ref = torch.cat([torch.rand(n_queries, 2, generator=g) * 0.8 + 0.1, torch.rand(n_queries, 2, generator=g) * 0.2
+                     + 0.02], 1)
+    return image, tokens, shapes, tgt, ref
+
+
+def export_network(network, out_dir, metadata: Optional[Mapping[str, str]] = None,
+                   image_hw: Tuple[int, int] = (160, 288)) -> Dict[str, Path]:
+    """Write `encode.onnx` and `decode.onnx` of `network` (an eval-mode MOTR on the CPU, weights
+    loaded) into `out_dir`, check them with `onnx.checker` and stamp `metadata` (plus the opset and
+    the export format) into each. Returns {graph: path}."""
+    onnx = require("onnx", "export the network")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    network = network.eval().cpu()
+    image, tokens, shapes, tgt, ref = example_inputs(network, image_hw)
+    specs = {
+        "encode": (EncodeGraph(network), (image,), ENCODE_INPUTS, ENCODE_OUTPUTS,
+                   {"image": {2: "height", 3: "width"}, "tokens": {1: "tokens"}}),
+        "decode": (DecodeGraph(network), (tokens, shapes, tgt, ref), DECODE_INPUTS, DECODE_OUTPUTS,
+                   {"tokens": {1: "tokens"}, "tgt": {0: "queries"}, "ref_pts": {0: "queries"},
+                    **{name: {1: "queries"} for name in DECODE_OUTPUTS}}),
+    }
+    paths = {}
+    stamp = {"opset": str(OPSET), "export_format": str(EXPORT_FORMAT), **{k: str(v) for k, v in (metadata or {}).items()}}
+    for name, (module, inputs, in_names, out_names, axes) in specs.items():
+        path = out / f"{name}.onnx"
+        tmp = out / f".{name}.onnx.tmp"
+        with torch.no_grad(), export_attention(), _quiet_tracer():
+            torch.onnx.export(module, inputs, str(tmp), input_names=list(in_names), output_names=list(out_names),
+                              dynamic_axes=axes, opset_version=OPSET, dynamo=False, do_constant_folding=True)
+        model = onnx.load(str(tmp))
+        model.doc_string = f"MOTRv2 {name} graph (models/export.py)"
+        for key, value in {**stamp, "graph": name}.items():
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.checker.check_model(model)
+        onnx.save(model, str(tmp))
+        os.replace(tmp, path)
+        paths[name] = path
+    return paths
+
+
+def read_metadata(path) -> Dict[str, str]:
+    """The metadata an exported graph carries (opset, export_format, graph, config, checkpoint, ...)."""
+    onnx = require("onnx", "read an exported graph")
+    model = onnx.load(str(path), load_external_data=False)
+    meta = {p.key: p.value for p in model.metadata_props}
+    meta.setdefault("opset_import", str(max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))))
+    return meta
+
+
+def network_config(args) -> Dict[str, object]:
+    """The network flags of a parsed command line that a graph depends on (JSON-able)."""
+    return {name: getattr(args, name) for name in NETWORK_FLAGS if hasattr(args, name)}
+
+
+def config_json(args) -> str:
+    return json.dumps(network_config(args), sort_keys=True)
+
+
+@contextlib.contextmanager
+def _quiet_tracer():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", category=UserWarning)
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        yield
+
+
+class BackendError(ValueError):
+    """Exported graphs that cannot serve this run (missing files, made from another configuration)."""
+
+
+class MissingRuntime(ImportError, ValueError):
+    """An export or runtime package that is not installed; the message says what to install."""
+
+
+_PIP = {"onnx": "onnx", "onnxruntime": "onnxruntime", "openvino": "openvino"}
+
+
+def require(module: str, purpose: str):
+    """Import `module` or raise MissingRuntime: one line naming the pip package."""
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingRuntime(f"to {purpose} the {module} package is needed: pip install {_PIP.get(module, module)} "
+                             "(pinned in requirements.txt)") from None
