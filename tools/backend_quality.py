@@ -101,7 +101,7 @@ def parity_sequences(backend: str, precision: str) -> Dict[str, dict]:
     from models.backends import ExportedNetwork
     from models.export import export_network
     from models.tracker import Tracker, TrackerConfig, mot_lines
-    from tests.helpers import PARITY, build_parity_model, frame_input, memory_argv_from_about
+    from tools.parity_model import PARITY, build_parity_model, frame_input, memory_argv_from_about
     import tempfile
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
