@@ -32,13 +32,12 @@ from util.device import bf16_fallback_warning
 
 from .checkpoint import sha256_of
 from .config import BACKENDS
-from .deformable_transformer import EncodedFeatures
+from .deformable_transformer import EncodedFeatures, level_starts
 from .export import (DECODE_OUTPUTS, BackendError, EXPORT_FORMAT, GRAPHS, OPSET, MissingRuntime, config_json, export_network,
                      read_metadata, require)
 
 _log = logging.getLogger(__name__)
 CACHE_ENV = "MOTR_EXPORT_CACHE"
-_RUNTIME_MODULE = {"onnxruntime": "onnxruntime", "openvino": "openvino"}
 
 
 def check_backend(backend: str) -> None:
@@ -46,7 +45,7 @@ def check_backend(backend: str) -> None:
     if backend not in BACKENDS:
         raise ValueError(f"--backend {backend!r}: must be one of {', '.join(BACKENDS)}")
     if backend != "torch":
-        require(_RUNTIME_MODULE[backend], f"run --backend {backend}")
+        require(backend, f"run --backend {backend}")  # the runtime's module is named as the backend
         require("onnx", f"run --backend {backend}")
 
 
@@ -224,11 +223,8 @@ class ExportedNetwork:
             raise ValueError(f"--backend {self.backend} encodes one image at a time, got a batch of {image.shape[0]}")
         tokens, shapes = self.graphs["encode"]({"image": _numpy(image)})
         spatial = [(int(h), int(w)) for h, w in shapes]
-        starts = [0]
-        for h, w in spatial[:-1]:
-            starts.append(starts[-1] + h * w)
         device = self.network.query_embed.weight.device
-        return EncodedFeatures(torch.from_numpy(tokens).to(device), spatial, starts,
+        return EncodedFeatures(torch.from_numpy(tokens).to(device), spatial, level_starts(spatial),
                                torch.ones(1, len(spatial), 2, device=device), None)
 
     def decode(self, features: EncodedFeatures, tgt: torch.Tensor, ref_pts: torch.Tensor, attn_mask=None) -> Dict:
@@ -251,8 +247,7 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
 def backend_network(network, args):
     """`network` (loaded, eval) as `args.backend` runs it: itself for torch, else an ExportedNetwork
     on the graphs of `args.onnx_dir` or the export cache."""
-    backend = getattr(args, "backend", "torch")
-    check_backend(backend)
+    backend = getattr(args, "backend", "torch")  # checked by build_network, before the network was built
     if backend == "torch":
         return network
     paths = exported_graphs(network, args, getattr(args, "onnx_dir", None))

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from util.device import float32_if_half
+
 from .ms_deform_attn import MSDeformAttn
 from .position_encoding import pos2posemb
 from .structures import inverse_sigmoid
@@ -60,9 +62,7 @@ class DeformableTransformer(nn.Module):
         mask_flatten = torch.cat([m.flatten(1) for m in masks], 1)
         pos_flatten = torch.cat([p.flatten(2).transpose(1, 2) + self.level_embed[lvl].view(1, 1, -1)
                                  for lvl, p in enumerate(pos_embeds)], 1)
-        level_start_index = [0]
-        for h, w in spatial_shapes[:-1]:
-            level_start_index.append(level_start_index[-1] + h * w)
+        level_start_index = level_starts(spatial_shapes)
         valid_ratios = torch.stack([self.valid_ratio(m) for m in masks], 1)
         # A single unpadded image (tracking) has nothing to mask: skip masking the values in every layer.
         padding_mask = mask_flatten if bool(mask_flatten.any()) else None
@@ -79,6 +79,14 @@ class DeformableTransformer(nn.Module):
         reference_points = ref_pts.unsqueeze(0).expand(bs, -1, -1)
         return self.decoder(tgt, reference_points, encoded.tokens, encoded.spatial_shapes,
                             encoded.level_start_index, encoded.valid_ratios, encoded.padding_mask, attn_mask)
+
+
+def level_starts(spatial_shapes: Sequence[Tuple[int, int]]) -> List[int]:
+    """First row of each level in the flattened tokens of levels of size (H_l, W_l)."""
+    starts = [0]
+    for h, w in spatial_shapes[:-1]:
+        starts.append(starts[-1] + h * w)
+    return starts
 
 
 @dataclass
@@ -202,8 +210,7 @@ class DeformableTransformerDecoder(nn.Module):
             # Box of this layer = refinement of the box it started from; the next layer starts from
             # it without gradient (Deformable DETR's iterative refinement).
             with torch.autocast(output.device.type, enabled=False):  # boxes in float32 under autocast too
-                head_in = output.float() if output.dtype in (torch.float16, torch.bfloat16) else output
-                refined = (self.bbox_embed[lid](head_in) + inverse_sigmoid(reference_points)).sigmoid()
+                refined = (self.bbox_embed[lid](float32_if_half(output)) + inverse_sigmoid(reference_points)).sigmoid()
             reference_points = refined.detach()
             outputs.append(output)
             boxes.append(refined)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from util.device import float32_if_half
 
 from .backbone import build_backbone
 from .deformable_transformer import EncodedFeatures, build_deformable_transformer
@@ -184,8 +185,7 @@ class MOTR(nn.Module):
         `hs` [1, Q, C], `first_layer_boxes` [1, Q, 4] and, with aux_loss, the other layers' outputs."""
         hs, boxes = self.transformer.decode(features, tgt, ref_pts, attn_mask)
         with torch.autocast(hs.device.type, enabled=False):  # the class heads in float32 under autocast too
-            if hs.dtype in (torch.float16, torch.bfloat16):
-                hs = hs.float()
+            hs = float32_if_half(hs)
             logits = torch.stack([self.class_embed[lvl](hs[lvl]) for lvl in range(hs.shape[0])])
         out = {"pred_logits": logits[-1], "pred_boxes": boxes[-1], "hs": hs[-1], "first_layer_boxes": boxes[0]}
         if self.aux_loss:

@@ -14,15 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from util.device import float32_if_half
+
 from .ms_deform_attn_export import ms_deform_attn_export
-
-
-_HALF = (torch.float16, torch.bfloat16)
-
-
-def _full_precision(tensor: torch.Tensor):
-    """Autocast off (float32) on `tensor`'s device type, for the small precision-sensitive layers."""
-    return torch.autocast(tensor.device.type, enabled=False)
 
 
 def ms_deform_attn_reference(value: torch.Tensor, spatial_shapes: Sequence[Tuple[int, int]],
@@ -115,22 +109,20 @@ class MSDeformAttn(nn.Module):
         if padding_mask is not None:
             value = value.masked_fill(padding_mask[..., None], 0.0)
         value = value.view(n, s, m, self.d_model // m)
-        with _full_precision(query):
+        with torch.autocast(query.device.type, enabled=False):
             # Where to sample, and with what weight, in float32 even under autocast: bf16's 8-bit
             # mantissa would move sample locations by pixels (a value at 0.7 is rounded by 0.002).
-            query32 = query.float() if query.dtype in _HALF else query
+            query32 = float32_if_half(query)
             offsets = self.sampling_offsets(query32).view(n, lq, m, lv, p, 2)
             weights = self.attention_weights(query32).view(n, lq, m, lv * p)
             weights = (weights.sigmoid() if self.sigmoid_attn else weights.softmax(-1)).view(n, lq, m, lv, p)
-            if reference_points.dtype in _HALF:
-                reference_points = reference_points.float()
-        if self.implementation == "export":
-            normaliser = spatial_shapes.flip(-1).to(offsets.dtype)
-        if self.implementation == "export" and reference_points.shape[-1] == 2:
-            locations = reference_points[:, :, None, :, None, :] + offsets / normaliser[None, None, None, :, None, :]
-        elif reference_points.shape[-1] == 2:
-            normaliser = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=offsets.dtype,
-                                      device=query.device)
+            reference_points = float32_if_half(reference_points)
+        if reference_points.shape[-1] == 2:
+            if self.implementation == "export":  # the level sizes are a tensor there
+                normaliser = spatial_shapes.flip(-1).to(offsets.dtype)
+            else:
+                normaliser = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=offsets.dtype,
+                                          device=query.device)
             locations = reference_points[:, :, None, :, None, :] + offsets / normaliser[None, None, None, :, None, :]
         elif reference_points.shape[-1] == 4:
             locations = (reference_points[:, :, None, :, None, :2]

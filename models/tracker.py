@@ -15,7 +15,7 @@ from typing import Any, List, Optional, Protocol, Sequence, Tuple, Union, runtim
 import numpy as np
 import torch
 
-from util.device import autocast_context, check_amp, resolve_device
+from util.device import autocast_context, check_amp, float32_if_half, resolve_device
 
 from .backends import backend_network, check_backend
 from .card import FALLBACK_CONFIG, settings_for
@@ -198,8 +198,7 @@ def track_frame(trackers: Sequence[Tracker], image: torch.Tensor, proposals: Opt
         # rounding would move boxes and track queries from frame to frame.
         with autocast_context(device, amp):
             features = network.encode(image.to(device))
-        if features.tokens.dtype in (torch.float16, torch.bfloat16):
-            features.tokens = features.tokens.float()
+        features.tokens = float32_if_half(features.tokens)
         proposals = None if proposals is None else proposals.to(device)
         return [t.step(features, proposals, ori_size, proposal_classes) for t in trackers]
 

@@ -76,6 +76,15 @@ def cpu_bf16(what: str = "the network") -> bool:
     return False
 
 
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def float32_if_half(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` in float32 where autocast left it in fp16/bf16 (float32 and float64 as they are): the
+    input of a layer kept in full precision under mixed precision."""
+    return tensor.float() if tensor.dtype in HALF_DTYPES else tensor
+
+
 def autocast_context(device: torch.device, amp: str):
     """Mixed precision for `--amp fp16|bf16` on CUDA and `--amp bf16` on a CPU that has bf16 (else
     float32, with a one-time warning); a no-op for `off`."""
