@@ -210,14 +210,11 @@ class MissingRuntime(ImportError, ValueError):
     """An export or runtime package that is not installed; the message says what to install."""
 
 
-_PIP = {"onnx": "onnx", "onnxruntime": "onnxruntime", "openvino": "openvino"}
-
-
 def require(module: str, purpose: str):
-    """Import `module` or raise MissingRuntime: one line naming the pip package."""
+    """Import `module` or raise MissingRuntime: one line naming the pip package (named as the module)."""
     import importlib
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise MissingRuntime(f"to {purpose} the {module} package is needed: pip install {_PIP.get(module, module)} "
+        raise MissingRuntime(f"to {purpose} the {module} package is needed: pip install {module} "
                              "(pinned in requirements.txt)") from None
