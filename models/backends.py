@@ -33,8 +33,10 @@ from util.device import bf16_fallback_warning
 from .checkpoint import sha256_of
 from .config import BACKENDS
 from .deformable_transformer import EncodedFeatures, level_starts
-from .export import (DECODE_OUTPUTS, BackendError, EXPORT_FORMAT, GRAPHS, OPSET, MissingRuntime, config_json, export_network,
-                     read_metadata, require)
+from .export import (DECODE_OUTPUTS, GRAPHS, OPSET, STAGE_OUTPUTS, STEM_OUTPUTS, EXPORT_FORMAT, BackendError,
+                     MissingRuntime, config_json, export_network, read_metadata, require, stage_names)
+from . import ms_deform_attn_numba
+from .ms_deform_attn_ops import ms_deform_attn_gather
 
 _log = logging.getLogger(__name__)
 CACHE_ENV = "MOTR_EXPORT_CACHE"
@@ -64,23 +66,26 @@ def cache_key(checkpoint: str, args) -> str:
 
 def exported_graphs(network, args, onnx_dir: Optional[str] = None) -> Dict[str, Path]:
     """{graph: path} of `network`'s exported graphs: those in `onnx_dir` (checked against `args`'s
-    network configuration), else the cache's for `args.resume`, exporting them on a miss."""
+    network configuration; the encoder's stages are optional there), else the cache's for
+    `args.resume`, exporting them on a miss."""
+    names = GRAPHS + stage_names(len(network.transformer.encoder.layers))
     if onnx_dir:
-        paths = {g: Path(onnx_dir) / f"{g}.onnx" for g in GRAPHS}
-        missing = [str(p) for p in paths.values() if not p.is_file()]
+        paths = {g: Path(onnx_dir) / f"{g}.onnx" for g in names}
+        missing = [str(paths[g]) for g in GRAPHS if not paths[g].is_file()]
         if missing:
             raise BackendError(f"--onnx_dir {onnx_dir}: no {', '.join(missing)} (write them with "
-                                    "tools/export_onnx.py)")
+                               "tools/export_onnx.py)")
+        paths = {g: p for g, p in paths.items() if p.is_file()}
         for path in paths.values():
             made_from = read_metadata(path).get("config")
             if made_from is not None and json.loads(made_from) != json.loads(config_json(args)):
                 raise BackendError(f"{path} was exported from another network configuration ({made_from}) than this "
-                                 f"run's ({config_json(args)}): export it again with tools/export_onnx.py")
+                                   f"run's ({config_json(args)}): export it again with tools/export_onnx.py")
         return paths
     if not getattr(args, "resume", None):
         raise BackendError("the export cache is keyed by the checkpoint: give --resume (or --onnx_dir)")
     folder = cache_root() / cache_key(args.resume, args)
-    paths = {g: folder / f"{g}.onnx" for g in GRAPHS}
+    paths = {g: folder / f"{g}.onnx" for g in names}
     if all(p.is_file() for p in paths.values()):
         _log.info("exported graphs from the cache: %s", folder)
         return paths
@@ -122,8 +127,8 @@ class OnnxRuntimeGraph:
         self.providers = self.session.get_providers()
         self.precision = "fp32"
 
-    def __call__(self, feeds: Mapping[str, np.ndarray]):
-        return self.session.run(None, dict(feeds))
+    def __call__(self, feeds: Mapping[str, np.ndarray], copy: bool = True):
+        return self.session.run(None, dict(feeds))  # fresh arrays every call
 
 
 def openvino_has_bf16() -> bool:
@@ -165,31 +170,40 @@ class OpenVinoGraph:
         model = self.core.read_model(self.path)
         if feeds is not None:
             model.reshape({inp.get_any_name(): (list(feeds[inp.get_any_name()].shape)
-                                                if inp.get_any_name() in self.static else inp.get_partial_shape())
+                                                if inp.get_any_name() in self.static and inp.get_any_name() in feeds
+                                                else inp.get_partial_shape())
                            for inp in model.inputs})
         compiled = self.core.compile_model(model, "CPU", self.config)
         return compiled.create_infer_request(), [o.get_any_name() for o in compiled.outputs]
 
-    def __call__(self, feeds: Mapping[str, np.ndarray]):
-        key = tuple(tuple(feeds[n].shape) for n in self.static)
+    def __call__(self, feeds: Mapping[str, np.ndarray], copy: bool = True):
+        """The outputs in graph order; `copy=False` returns views of the request's buffers, valid until
+        this graph runs again (the encoder's stages, consumed within the frame)."""
+        key = tuple(tuple(feeds[n].shape) for n in self.static if n in feeds)
         if key not in self._compiled:
             if len(self._compiled) >= self.KEEP:
                 self._compiled.pop(next(iter(self._compiled)))
             self._compiled[key] = self._compile(feeds if self.static else None)
         request, outputs = self._compiled[key]
-        request.infer(dict(feeds))
-        # The request's buffers are reused by the next call: copy.
-        return [np.array(request.get_tensor(name).data) for name in outputs]
+        request.infer(dict(feeds), share_inputs=True)
+        views = [request.get_tensor(name).data for name in outputs]
+        return [np.array(v) for v in views] if copy else views
 
 
-STATIC_INPUTS = {"encode": ("image",), "decode": ("tokens", "spatial_shapes")}
+# Inputs whose shape is fixed for a frame size (OpenVINO compiles a static graph per frame size).
+STATIC_INPUTS = {"encode": ("image",), "decode": ("tokens", "spatial_shapes"), "encode_stage0": ("image",)}
+STAGE_STATIC = ("tokens", "attended", "pos")
 RUNTIMES = {"onnxruntime": OnnxRuntimeGraph, "openvino": OpenVinoGraph}
 
 
 class ExportedNetwork:
     """A MOTR whose `encode` and `decode` run as exported graphs in `backend`; every other attribute
     is the PyTorch network's (queries, QIM, num_queries). `precision_in_runtime`: the runtime does
-    its own mixed precision (no torch autocast around it)."""
+    its own mixed precision (no torch autocast around it).
+
+    On the CPU, when the encoder's stages were exported, `encode` runs them with the deformable
+    sampling between them in float32 (`models/ms_deform_attn_numba.py`, else the gather path);
+    otherwise (CUDA providers, older exports) the whole `encode` graph."""
 
     precision_in_runtime = True
 
@@ -203,11 +217,19 @@ class ExportedNetwork:
         self.paths = dict(paths)
         threads = threads or torch.get_num_threads()
         runtime = RUNTIMES[backend]
-        extra = {g: {"static": STATIC_INPUTS[g]} if backend == "openvino" else {} for g in GRAPHS}
-        self.graphs = {g: runtime(self.paths[g], threads, precision, device, **extra[g]) for g in GRAPHS}
-        self.precision = self.graphs["encode"].precision
-        _log.info("network on %s (%s), %s, %d threads", backend, ", ".join(self.graphs["encode"].providers),
-                  self.precision, threads)
+        stages = stage_names(len(network.transformer.encoder.layers))
+        self.staged = not str(device).startswith("cuda") and all(g in self.paths for g in stages)
+        names = stages + ("decode",) if self.staged else GRAPHS
+
+        def extra(g):
+            return {"static": STATIC_INPUTS.get(g, STAGE_STATIC)} if backend == "openvino" else {}
+        self.graphs = {g: runtime(self.paths[g], threads, precision, device, **extra(g)) for g in names}
+        self.stages = [self.graphs[g] for g in stages] if self.staged else []
+        first = self.graphs[names[0]]
+        self.precision = first.precision
+        self.sigmoid_attn = bool(network.transformer.encoder.layers[0].self_attn.sigmoid_attn)
+        _log.info("network on %s (%s), %s, %d threads%s", backend, ", ".join(first.providers), self.precision,
+                  threads, ", encoder in stages" if self.staged else "")
 
     def __getattr__(self, name):
         if name in ("network", "graphs"):  # not yet set: no recursion
@@ -221,11 +243,29 @@ class ExportedNetwork:
         image = samples.tensors if hasattr(samples, "tensors") else samples
         if image.shape[0] != 1:
             raise ValueError(f"--backend {self.backend} encodes one image at a time, got a batch of {image.shape[0]}")
-        tokens, shapes = self.graphs["encode"]({"image": _numpy(image)})
+        if self.staged:
+            tokens, shapes = self._encode_in_stages(_numpy(image))
+        else:
+            tokens, shapes = self.graphs["encode"]({"image": _numpy(image)})
         spatial = [(int(h), int(w)) for h, w in shapes]
         device = self.network.query_embed.weight.device
         return EncodedFeatures(torch.from_numpy(tokens).to(device), spatial, level_starts(spatial),
                                torch.ones(1, len(spatial), 2, device=device), None)
+
+    def _encode_in_stages(self, image: np.ndarray):
+        """The stem, then per layer: sample (float32, here), run the next stage. Intermediate
+        outputs are the runtime's buffers (no copy); the last tokens are copied."""
+        out = dict(zip(STEM_OUTPUTS, self.stages[0]({"image": image}, copy=False)))
+        shapes, pos, reference = np.array(out["spatial_shapes"]), out["pos"], out["reference_points"]
+        spatial = [(int(h), int(w)) for h, w in shapes]
+        for k, stage in enumerate(self.stages[1:], 1):
+            attended = sample_from_projections(out["value"], spatial, reference, out["offsets"], out["logits"],
+                                               self.sigmoid_attn)
+            feeds = {"tokens": out["encoded"], "attended": attended}
+            if k < len(self.stages) - 1:
+                feeds["pos"] = pos
+            out = dict(zip(STAGE_OUTPUTS, stage(feeds, copy=k == len(self.stages) - 1)))
+        return out["encoded"], shapes
 
     def decode(self, features: EncodedFeatures, tgt: torch.Tensor, ref_pts: torch.Tensor, attn_mask=None) -> Dict:
         if attn_mask is not None:
@@ -238,6 +278,20 @@ class ExportedNetwork:
 
     def __repr__(self) -> str:
         return f"ExportedNetwork({self.backend}, {self.precision}, {self.paths['encode'].parent})"
+
+
+def sample_from_projections(value, spatial_shapes, reference, offsets, logits, sigmoid: bool) -> np.ndarray:
+    """An encoder layer's deformable sampling from its projections (numpy, float32): value [1, S, M, D],
+    reference [1, S, L, 2], offsets [1, S, M, L, P, 2], logits [1, S, M, L*P] -> [1, S, M*D]."""
+    if ms_deform_attn_numba.available():
+        return ms_deform_attn_numba.ms_deform_attn_from_offsets(value, spatial_shapes, reference, offsets, logits,
+                                                                sigmoid).numpy()
+    value, reference, offsets, logits = (torch.from_numpy(np.asarray(a)) for a in (value, reference, offsets, logits))
+    n, lq, m, n_levels, n_points, _ = offsets.shape
+    size = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=torch.float32)
+    locations = reference[:, :, None, :, None, :] + offsets / size[None, None, None, :, None, :]
+    weights = (logits.sigmoid() if sigmoid else logits.softmax(-1)).view(n, lq, m, n_levels, n_points)
+    return ms_deform_attn_gather(value, spatial_shapes, None, locations, weights).numpy()
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:

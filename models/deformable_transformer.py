@@ -114,7 +114,12 @@ class DeformableTransformerEncoderLayer(nn.Module):
 
     def forward(self, src, pos, reference_points, spatial_shapes, level_start_index, padding_mask=None):
         src2 = self.self_attn(src + pos, reference_points, src, spatial_shapes, level_start_index, padding_mask)
-        src = self.norm1(src + self.dropout1(src2))
+        return self.after_attention(src, src2)
+
+    def after_attention(self, src, attended):
+        """Residual, norm, feed-forward, norm: the layer after its attention's output `attended` [N, S, C]
+        (the exported CPU backends run the attention's sampling between graphs, models/export.py)."""
+        src = self.norm1(src + self.dropout1(attended))
         src2 = self.linear2(self.dropout2(F.relu(self.linear1(src), inplace=True)))
         return self.norm2(src + self.dropout3(src2))
 

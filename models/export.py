@@ -33,7 +33,7 @@ from .structures import NestedTensor, inverse_sigmoid
 
 OPSET = 17
 # Bumped when the graphs change: part of the export cache key (models/backends.py).
-EXPORT_FORMAT = 1
+EXPORT_FORMAT = 2
 GRAPHS = ("encode", "decode")
 ENCODE_INPUTS, ENCODE_OUTPUTS = ("image",), ("tokens", "spatial_shapes")
 DECODE_INPUTS = ("tokens", "spatial_shapes", "tgt", "ref_pts")
@@ -44,6 +44,23 @@ NETWORK_FLAGS = ("backbone", "dilation", "position_embedding", "num_feature_leve
                  "decoder_cross_self", "sigmoid_attn", "with_box_refine", "query_interaction_layer")
 
 
+def stem(net, image: torch.Tensor):
+    """Backbone, input projections and position encodings of one unpadded image [1, 3, H, W]:
+    tokens [1, S, C], pos [1, S, C] (level embeddings added) and spatial_shapes [L, 2] int64."""
+    body, position = net.backbone[0].body, net.backbone[1]
+    feats = [f for _, f in sorted(body(image).items())]
+    srcs = [net.input_proj[lvl](f) for lvl, f in enumerate(feats)]
+    for lvl in range(len(feats), net.num_feature_levels):
+        srcs.append(net.input_proj[lvl](feats[-1] if lvl == len(feats) else srcs[-1]))
+    # The sine encoding of an unpadded map depends on its size alone (masks all False).
+    pos = [position(NestedTensor(s, torch.zeros_like(s[:, 0], dtype=torch.bool))).to(s.dtype) for s in srcs]
+    shapes = torch.stack([torch._shape_as_tensor(s)[-2:] for s in srcs])  # [L, 2] int64
+    tokens = torch.cat([s.flatten(2).transpose(1, 2) for s in srcs], 1)
+    pos_flat = torch.cat([p.flatten(2).transpose(1, 2) + net.transformer.level_embed[lvl].view(1, 1, -1)
+                          for lvl, p in enumerate(pos)], 1)
+    return tokens, pos_flat, shapes
+
+
 class EncodeGraph(nn.Module):
     """image -> (tokens, spatial_shapes): `MOTR.encode` for one unpadded image, sizes as tensors."""
 
@@ -52,24 +69,63 @@ class EncodeGraph(nn.Module):
         self.net = network
 
     def forward(self, image: torch.Tensor):
-        net = self.net
-        body, position = net.backbone[0].body, net.backbone[1]
-        feats = [f for _, f in sorted(body(image).items())]
-        srcs = [net.input_proj[lvl](f) for lvl, f in enumerate(feats)]
-        for lvl in range(len(feats), net.num_feature_levels):
-            srcs.append(net.input_proj[lvl](feats[-1] if lvl == len(feats) else srcs[-1]))
-        # The sine encoding of an unpadded map depends on its size alone (masks all False).
-        pos = [position(NestedTensor(s, torch.zeros_like(s[:, 0], dtype=torch.bool))).to(s.dtype) for s in srcs]
-        # Backbone levels: the encoding of the backbone feature (same H, W as the projection).
-        shapes = torch.stack([torch._shape_as_tensor(s)[-2:] for s in srcs])  # [L, 2] int64
-        transformer = net.transformer
-        tokens = torch.cat([s.flatten(2).transpose(1, 2) for s in srcs], 1)
-        pos_flat = torch.cat([p.flatten(2).transpose(1, 2) + transformer.level_embed[lvl].view(1, 1, -1)
-                              for lvl, p in enumerate(pos)], 1)
-        reference = encoder_reference_points(shapes, len(srcs), tokens.dtype)
-        for layer in transformer.encoder.layers:
-            tokens = layer(tokens, pos_flat, reference, shapes, None, None)
+        tokens, pos, shapes = stem(self.net, image)
+        reference = encoder_reference_points(shapes, shapes.shape[0], tokens.dtype)
+        for layer in self.net.transformer.encoder.layers:
+            tokens = layer(tokens, pos, reference, shapes, None, None)
         return tokens, shapes
+
+
+# -- the encoder in stages, for the CPU backends ----------------------------------------------------------
+# On a CPU the runtimes' deformable sampling (GridSample, then a weighted sum) takes ~4x the time of
+# a fused kernel, so the CPU backends run the encoder as n_layers + 1 graphs with the sampling
+# (`models/ms_deform_attn_numba.py`) between them: stage 0 is the stem and layer 0's projections;
+# stage k the rest of layer k - 1 (output projection, norms, feed-forward) and layer k's
+# projections; the last stage the rest of the last layer. `encode` stays whole for other runtimes.
+# A stage's tokens out are `encoded` (ONNX names are unique: `tokens` is a stage's input).
+STAGE_OUTPUTS = ("encoded", "value", "offsets", "logits")
+STEM_INPUTS, STEM_OUTPUTS = ("image",), ("encoded", "pos", "spatial_shapes", "reference_points", "value", "offsets",
+                                         "logits")
+STEP_INPUTS = ("tokens", "attended", "pos")
+
+
+def stage_names(n_layers: int) -> Tuple[str, ...]:
+    return tuple(f"encode_stage{k}" for k in range(n_layers + 1))
+
+
+def _projections(layer, tokens, pos):
+    return layer.self_attn.sampling_inputs(tokens + pos, tokens)
+
+
+class EncodeStem(nn.Module):
+    """image -> tokens, pos, spatial_shapes, reference_points [1, S, L, 2] and layer 0's value
+    [1, S, M, D], offsets [1, S, M, L, P, 2] and attention logits [1, S, M, L*P]."""
+
+    def __init__(self, network):
+        super().__init__()
+        self.net = network
+
+    def forward(self, image):
+        tokens, pos, shapes = stem(self.net, image)
+        reference = encoder_reference_points(shapes, shapes.shape[0], tokens.dtype)
+        return (tokens, pos, shapes, reference) + tuple(_projections(self.net.transformer.encoder.layers[0], tokens, pos))
+
+
+class EncodeStep(nn.Module):
+    """(tokens, attended [1, S, C]: layer k-1's sampled values, pos) -> layer k-1's output tokens and
+    layer k's value, offsets and logits; the last stage (k = n_layers) takes no pos and returns the
+    tokens alone."""
+
+    def __init__(self, network, k: int):
+        super().__init__()
+        layers = network.transformer.encoder.layers
+        self.done, self.next = layers[k - 1], (layers[k] if k < len(layers) else None)
+
+    def forward(self, tokens, attended, pos=None):
+        tokens = self.done.after_attention(tokens, self.done.self_attn.output_proj(attended))
+        if self.next is None:
+            return tokens
+        return (tokens,) + tuple(_projections(self.next, tokens, pos))
 
 
 def encoder_reference_points(shapes: torch.Tensor, n_levels: int, dtype) -> torch.Tensor:
@@ -139,9 +195,10 @@ def example_inputs(network, image_hw: Tuple[int, int] = (160, 288), n_queries: i
 
 def export_network(network, out_dir, metadata: Optional[Mapping[str, str]] = None,
                    image_hw: Tuple[int, int] = (160, 288)) -> Dict[str, Path]:
-    """Write `encode.onnx` and `decode.onnx` of `network` (an eval-mode MOTR on the CPU, weights
-    loaded) into `out_dir`, check them with `onnx.checker` and stamp `metadata` (plus the opset and
-    the export format) into each. Returns {graph: path}."""
+    """Write `encode.onnx`, `decode.onnx` and the encoder's stages (`encode_stage{k}.onnx`) of
+    `network` (an eval-mode MOTR on the CPU, weights loaded) into `out_dir`, check them with
+    `onnx.checker` and stamp `metadata` (plus the opset and the export format) into each.
+    Returns {graph: path}."""
     onnx = require("onnx", "export the network")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -154,6 +211,7 @@ def export_network(network, out_dir, metadata: Optional[Mapping[str, str]] = Non
                    {"tokens": {1: "tokens"}, "tgt": {0: "queries"}, "ref_pts": {0: "queries"},
                     **{name: {1: "queries"} for name in DECODE_OUTPUTS}}),
     }
+    specs.update(_stage_specs(network, image))
     paths = {}
     stamp = {"opset": str(OPSET), "export_format": str(EXPORT_FORMAT), **{k: str(v) for k, v in (metadata or {}).items()}}
     for name, (module, inputs, in_names, out_names, axes) in specs.items():
@@ -172,6 +230,26 @@ def export_network(network, out_dir, metadata: Optional[Mapping[str, str]] = Non
         os.replace(tmp, path)
         paths[name] = path
     return paths
+
+
+def _stage_specs(network, image):
+    """export_network's specs of the encoder's stages, traced on `image`."""
+    n_layers = len(network.transformer.encoder.layers)
+    names = stage_names(n_layers)
+    per_token = {1: "tokens"}
+    with torch.no_grad():
+        tokens, pos, shapes, reference, *_ = EncodeStem(network)(image)
+    attended = torch.randn(tokens.shape, generator=torch.Generator().manual_seed(1))
+    specs = {names[0]: (EncodeStem(network), (image,), STEM_INPUTS, STEM_OUTPUTS,
+                        {"image": {2: "height", 3: "width"},
+                         **{o: per_token for o in STEM_OUTPUTS if o != "spatial_shapes"}})}
+    for k in range(1, n_layers + 1):
+        last = k == n_layers
+        inputs, in_names = ((tokens, attended), STEP_INPUTS[:2]) if last else ((tokens, attended, pos), STEP_INPUTS)
+        out_names = STAGE_OUTPUTS[:1] if last else STAGE_OUTPUTS
+        specs[names[k]] = (EncodeStep(network, k), inputs, in_names, out_names,
+                           {n: per_token for n in in_names + out_names})
+    return specs
 
 
 def read_metadata(path) -> Dict[str, str]:

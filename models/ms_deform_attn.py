@@ -93,6 +93,31 @@ class MSDeformAttn(nn.Module):
         nn.init.xavier_uniform_(self.output_proj.weight)
         nn.init.constant_(self.output_proj.bias, 0.0)
 
+    def sampling_inputs(self, query, input_flatten, padding_mask=None, channels_first: bool = False):
+        """The projections the sampling needs: value [N, S, M, D] (zero at padding; `channels_first`:
+        [N*M, D, S], as the export formulation takes it), offsets [N, Lq, M, L, P, 2] (pixels of each
+        level) and attention logits [N, Lq, M, L*P]; offsets and logits in float32 even under
+        autocast: bf16's 8-bit mantissa would move sample locations by pixels (a value at 0.7 is
+        rounded by 0.002)."""
+        n, lq, _ = query.shape
+        _, s, _ = input_flatten.shape
+        m, lv, p = self.n_heads, self.n_levels, self.n_points
+        if channels_first:  # W @ x^T: the runtimes fold the transpose into the matmul
+            value = torch.matmul(self.value_proj.weight, input_flatten.transpose(1, 2)) + self.value_proj.bias[:, None]
+            if padding_mask is not None:
+                value = value.masked_fill(padding_mask[:, None], 0.0)
+            value = value.reshape(n * m, self.d_model // m, s)
+        else:
+            value = self.value_proj(input_flatten)
+            if padding_mask is not None:
+                value = value.masked_fill(padding_mask[..., None], 0.0)
+            value = value.view(n, s, m, self.d_model // m)
+        with torch.autocast(query.device.type, enabled=False):
+            query32 = float32_if_half(query)
+            offsets = self.sampling_offsets(query32).view(n, lq, m, lv, p, 2)
+            logits = self.attention_weights(query32).view(n, lq, m, lv * p)
+        return value, offsets, logits
+
     def forward(self, query, reference_points, input_flatten, spatial_shapes: List[Tuple[int, int]],
                 level_start_index, padding_mask=None):
         """
@@ -103,22 +128,14 @@ class MSDeformAttn(nn.Module):
         padding_mask:     [N, S], True at padding
         """
         n, lq, _ = query.shape
-        _, s, _ = input_flatten.shape
         m, lv, p = self.n_heads, self.n_levels, self.n_points
-        value = self.value_proj(input_flatten)
-        if padding_mask is not None:
-            value = value.masked_fill(padding_mask[..., None], 0.0)
-        value = value.view(n, s, m, self.d_model // m)
+        export = self.implementation == "export"
+        value, offsets, logits = self.sampling_inputs(query, input_flatten, padding_mask, channels_first=export)
         with torch.autocast(query.device.type, enabled=False):
-            # Where to sample, and with what weight, in float32 even under autocast: bf16's 8-bit
-            # mantissa would move sample locations by pixels (a value at 0.7 is rounded by 0.002).
-            query32 = float32_if_half(query)
-            offsets = self.sampling_offsets(query32).view(n, lq, m, lv, p, 2)
-            weights = self.attention_weights(query32).view(n, lq, m, lv * p)
-            weights = (weights.sigmoid() if self.sigmoid_attn else weights.softmax(-1)).view(n, lq, m, lv, p)
+            weights = (logits.sigmoid() if self.sigmoid_attn else logits.softmax(-1)).view(n, lq, m, lv, p)
             reference_points = float32_if_half(reference_points)
         if reference_points.shape[-1] == 2:
-            if self.implementation == "export":  # the level sizes are a tensor there
+            if export:  # the level sizes are a tensor there
                 normaliser = spatial_shapes.flip(-1).to(offsets.dtype)
             else:
                 normaliser = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=offsets.dtype,
@@ -131,7 +148,7 @@ class MSDeformAttn(nn.Module):
             raise ValueError(f"reference_points must end in 2 or 4, got {reference_points.shape[-1]}")
         # Under autocast the value table may be bf16/fp16 while the geometry is float32: grid_sample
         # wants one dtype (the fast path takes both and samples in float32).
-        if self.implementation == "export":
+        if export:
             out = ms_deform_attn_export(value, spatial_shapes, locations.to(value.dtype), weights.to(value.dtype))
         elif self.implementation == "reference":
             out = ms_deform_attn_reference(value, spatial_shapes, locations.to(value.dtype), weights.to(value.dtype))

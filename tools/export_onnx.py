@@ -1,6 +1,7 @@
 """Export the network as ONNX graphs: `encode` (image -> multi-scale encoded features) and `decode`
 (features, queries, reference boxes -> logits, boxes, hidden states, first layer's boxes), with
-dynamic image size and query count (models/export.py).
+dynamic image size and query count, plus the encoder in stages (`encode_stage0..N`: what the CPU
+backends run, with the deformable sampling between them; models/export.py).
 
     python tools/export_onnx.py --resume motrv2_dancetrack.pth --config motrv2 -o exported/
     python submit_dance.py ... --backend openvino --onnx_dir exported/      # run them
@@ -29,7 +30,7 @@ def get_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--resume", required=True, help="the checkpoint to export")
     parser.add_argument("--config", default=None, help="an .args file or the name of one in configs/")
-    parser.add_argument("-o", "--output", required=True, help="folder for encode.onnx and decode.onnx")
+    parser.add_argument("-o", "--output", required=True, help="folder for encode.onnx, decode.onnx and the encoder's stages")
     parser.add_argument("--trace_size", type=int, nargs=2, default=(160, 288), metavar=("H", "W"),
                         help="image size the graphs are traced at (they run at any size)")
     return parser
@@ -55,6 +56,8 @@ def main(argv=None) -> int:
     for name in GRAPHS:
         meta = read_metadata(paths[name])
         print(f"{paths[name]}: opset {meta['opset']}, config {json.dumps(json.loads(meta['config']))}")
+    stages = [p for name, p in paths.items() if name not in GRAPHS]
+    print(f"{len(stages)} encoder stages for the CPU backends: {stages[0].parent}/encode_stage{{0..{len(stages) - 1}}}.onnx")
     return 0
 
 

@@ -1,0 +1,208 @@
+"""Multi-scale deformable attention as one fused CPU kernel (Numba), for inference.
+
+The gather path (`ms_deform_attn_ops.ms_deform_attn_gather`) writes a row index and a weight for
+each of the 4 bilinear corners of every sample ([N*Lq*M, 4*L*P] each, ~100 MB per encoder layer
+at 800x1422) before `embedding_bag` reads them back; computing them takes twice as long as the
+gather itself. Here each (query, head) computes its samples' corners and weights in registers and
+accumulates the D channels of the value rows straight away: nothing is materialised.
+
+Semantics are those of `ms_deform_attn_reference` (grid_sample: bilinear, zero padding,
+align_corners=False; pixel coordinate x * W - 0.5; corners outside the map weigh 0). Computes in
+float32 (the value table may be any float dtype; it is read as float32).
+
+Two entry points:
+  * `ms_deform_attn_numba(value, spatial_shapes, sampling_locations, attention_weights)`: the
+    reference's arguments.
+  * `ms_deform_attn_from_offsets(value, spatial_shapes, reference_points, offsets, logits, sigmoid)`:
+    what `MSDeformAttn.forward` computes before the sampling (locations = reference + offset / size
+    and the softmax / sigmoid of the attention logits) done here too, in float32, in the same order
+    of operations. The exported CPU backends use it between their graphs (`models/backends.py`):
+    a runtime that runs the projections in bf16 still places the samples in float32.
+
+Numba compiles the kernels on first use (~2 s, then cached on disk next to this file); `available()`
+says whether it imports. The kernels use Numba's threads (as many as torch's intra-op threads).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence, Tuple
+
+import numpy as np
+import torch
+
+__all__ = ["available", "ms_deform_attn_from_offsets", "ms_deform_attn_numba"]
+
+try:
+    import numba as nb
+except ImportError:  # the exported backends then sample with the gather path
+    nb = None
+
+
+def available() -> bool:
+    """Whether numba imports (the kernels compile on first call)."""
+    return nb is not None
+
+
+if nb is not None:
+    @nb.njit(inline="always")
+    def accumulate(table, m, h, w, start, px, py, a, acc):
+        """acc += a * bilinear(value level at pixel (px, py)), zero outside the map."""
+        wf, hf = np.float32(w), np.float32(h)
+        # Far-away (even infinite) points: clamped to just outside the map, all 4 corners outside.
+        px = min(max(px, np.float32(-2.0)), wf)
+        py = min(max(py, np.float32(-2.0)), hf)
+        x0f, y0f = np.floor(px), np.floor(py)
+        fx, fy = px - x0f, py - y0f
+        x0, y0 = int(x0f), int(y0f)
+        d = acc.shape[0]
+        for dy in range(2):
+            yc = y0 + dy
+            if yc < 0 or yc >= h:
+                continue
+            wy = (fy if dy == 1 else np.float32(1.0) - fy) * a
+            for dx in range(2):
+                xc = x0 + dx
+                if xc < 0 or xc >= w:
+                    continue
+                weight = (fx if dx == 1 else np.float32(1.0) - fx) * wy
+                row = start + yc * w + xc
+                for c in range(d):
+                    acc[c] += weight * table[row, m, c]
+
+    @nb.njit(parallel=True, cache=True)
+    def from_locations(value, shapes, starts, loc, attn, out):
+        # value [N, S, M, D] f32, loc [N, Lq, M, L, P, 2], attn [N, Lq, M, L, P], out [N, Lq, M, D]
+        n_batch, lq, n_heads, n_levels, n_points, _ = loc.shape
+        d = value.shape[3]
+        for job in nb.prange(n_batch * lq):
+            n, q = job // lq, job % lq
+            table = value[n]
+            acc = np.empty(d, np.float32)
+            for m in range(n_heads):
+                for c in range(d):
+                    acc[c] = 0.0
+                for lvl in range(n_levels):
+                    h, w = shapes[lvl, 0], shapes[lvl, 1]
+                    wf, hf = np.float32(w), np.float32(h)
+                    for p in range(n_points):
+                        px = loc[n, q, m, lvl, p, 0] * wf - np.float32(0.5)
+                        py = loc[n, q, m, lvl, p, 1] * hf - np.float32(0.5)
+                        accumulate(table, m, h, w, starts[lvl], px, py, attn[n, q, m, lvl, p], acc)
+                for c in range(d):
+                    out[n, q, m, c] = acc[c]
+
+    @nb.njit(parallel=True, cache=True)
+    def from_offsets(value, shapes, starts, ref, offsets, logits, sigmoid, out):
+        # ref [N, Lq, L, 2] (x, y in [0, 1]), offsets [N, Lq, M, L, P, 2] (pixels of each level),
+        # logits [N, Lq, M, L*P]: softmax over a head's L*P samples, or each sample's sigmoid.
+        n_batch, lq, n_heads, n_levels, n_points, _ = offsets.shape
+        d = value.shape[3]
+        k = n_levels * n_points
+        for job in nb.prange(n_batch * lq):
+            n, q = job // lq, job % lq
+            table = value[n]
+            acc = np.empty(d, np.float32)
+            weights = np.empty(k, np.float32)
+            for m in range(n_heads):
+                if sigmoid:
+                    for i in range(k):
+                        weights[i] = np.float32(1.0) / (np.float32(1.0) + math.exp(-logits[n, q, m, i]))
+                else:
+                    top = logits[n, q, m, 0]
+                    for i in range(1, k):
+                        top = max(top, logits[n, q, m, i])
+                    total = np.float32(0.0)
+                    for i in range(k):
+                        weights[i] = math.exp(logits[n, q, m, i] - top)
+                        total += weights[i]
+                    for i in range(k):
+                        weights[i] = weights[i] / total
+                for c in range(d):
+                    acc[c] = 0.0
+                for lvl in range(n_levels):
+                    h, w = shapes[lvl, 0], shapes[lvl, 1]
+                    wf, hf = np.float32(w), np.float32(h)
+                    for p in range(n_points):
+                        # MSDeformAttn's location, then the pixel coordinate, in its order of operations
+                        lx = ref[n, q, lvl, 0] + offsets[n, q, m, lvl, p, 0] / wf
+                        ly = ref[n, q, lvl, 1] + offsets[n, q, m, lvl, p, 1] / hf
+                        accumulate(table, m, h, w, starts[lvl], lx * wf - np.float32(0.5),
+                                   ly * hf - np.float32(0.5), weights[lvl * n_points + p], acc)
+                for c in range(d):
+                    out[n, q, m, c] = acc[c]
+
+
+
+def _kernels():
+    if nb is None:
+        raise ImportError("ms_deform_attn_numba needs numba (pip install numba)")
+    return from_locations, from_offsets
+
+
+def _levels(spatial_shapes) -> Tuple[np.ndarray, np.ndarray]:
+    shapes = np.asarray(spatial_shapes.tolist() if isinstance(spatial_shapes, torch.Tensor) else spatial_shapes,
+                        dtype=np.int64).reshape(-1, 2)
+    sizes = shapes[:, 0] * shapes[:, 1]
+    return shapes, np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+
+
+def _f32(t) -> np.ndarray:
+    if isinstance(t, torch.Tensor):
+        t = t.detach().to("cpu", torch.float32).contiguous().numpy()
+    return np.ascontiguousarray(t, dtype=np.float32)
+
+
+def _check(value: np.ndarray, shapes: np.ndarray, samples: np.ndarray, what: str):
+    if value.ndim != 4:
+        raise ValueError(f"ms_deform_attn_numba: value must be [N, S, M, D], got {value.shape}")
+    if int((shapes[:, 0] * shapes[:, 1]).sum()) != value.shape[1] or (shapes <= 0).any():
+        raise ValueError(f"ms_deform_attn_numba: spatial_shapes {shapes.tolist()} do not cover value's "
+                         f"S={value.shape[1]} tokens")
+    n, _, m, _ = value.shape
+    if samples.ndim != 6 or samples.shape[0] != n or samples.shape[2] != m or samples.shape[3] != len(shapes) \
+            or samples.shape[5] != 2:
+        raise ValueError(f"ms_deform_attn_numba: {what} must be [N, Lq, M, L, P, 2] with N={n}, M={m}, "
+                         f"L={len(shapes)}, got {samples.shape}")
+
+
+def _set_threads():
+    import numba
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
+
+def ms_deform_attn_numba(value, spatial_shapes: Sequence[Tuple[int, int]], sampling_locations,
+                         attention_weights) -> torch.Tensor:
+    """Same arguments and result as `ms_deform_attn_reference`: value [N, S, M, D], locations
+    [N, Lq, M, L, P, 2] in [0, 1], weights [N, Lq, M, L, P] -> [N, Lq, M*D] float32 (no autograd)."""
+    from_locations, _ = _kernels()
+    v, loc, attn = _f32(value), _f32(sampling_locations), _f32(attention_weights)
+    shapes, starts = _levels(spatial_shapes)
+    _check(v, shapes, loc, "sampling_locations")
+    if attn.shape != loc.shape[:5]:
+        raise ValueError(f"ms_deform_attn_numba: attention_weights must be {loc.shape[:5]}, got {attn.shape}")
+    n, lq, m = loc.shape[:3]
+    out = np.empty((n, lq, m, v.shape[3]), np.float32)
+    _set_threads()
+    from_locations(v, shapes, starts, loc, attn, out)
+    return torch.from_numpy(out).view(n, lq, m * v.shape[3])
+
+
+def ms_deform_attn_from_offsets(value, spatial_shapes: Sequence[Tuple[int, int]], reference_points, offsets,
+                                logits, sigmoid: bool = False) -> torch.Tensor:
+    """value [N, S, M, D]; reference_points [N, Lq, L, 2] (x, y in [0, 1]); offsets
+    [N, Lq, M, L, P, 2] (the sampling_offsets projection, pixels of each level); logits [N, Lq, M, L*P]
+    (the attention_weights projection) -> [N, Lq, M*D] float32: MSDeformAttn's sampling for point
+    references, softmax (or `sigmoid`) included."""
+    _, from_offsets = _kernels()
+    v, ref, off, lg = _f32(value), _f32(reference_points), _f32(offsets), _f32(logits)
+    shapes, starts = _levels(spatial_shapes)
+    _check(v, shapes, off, "offsets")
+    n, lq, m, n_levels, n_points, _ = off.shape
+    if ref.shape != (n, lq, n_levels, 2):
+        raise ValueError(f"ms_deform_attn_from_offsets: reference_points must be {(n, lq, n_levels, 2)}, "
+                         f"got {ref.shape}")
+    lg = lg.reshape(n, lq, m, n_levels * n_points)
+    out = np.empty((n, lq, m, v.shape[3]), np.float32)
+    _set_threads()
+    from_offsets(v, shapes, starts, ref, off, lg, bool(sigmoid), out)
+    return torch.from_numpy(out).view(n, lq, m * v.shape[3])
