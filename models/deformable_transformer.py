@@ -157,7 +157,6 @@ class DeformableTransformerDecoderLayer(nn.Module):
         super().__init__()
         self.self_cross = self_cross
         self.cross_attn = MSDeformAttn(d_model, n_levels, n_heads, n_points, sigmoid_attn=sigmoid_attn)
-        self.cross_attn.few_queries = True  # a few dozen track and proposal queries
         self.dropout1 = nn.Dropout(dropout)
         self.norm1 = nn.LayerNorm(d_model)
         self.self_attn = nn.MultiheadAttention(d_model, n_heads, dropout=dropout)

@@ -16,7 +16,7 @@ from torch import nn
 
 from util.device import float32_if_half
 
-from .ms_deform_attn_export import ms_deform_attn_export, ms_deform_attn_export_gather
+from .ms_deform_attn_export import ms_deform_attn_export
 
 
 def ms_deform_attn_reference(value: torch.Tensor, spatial_shapes: Sequence[Tuple[int, int]],
@@ -62,9 +62,6 @@ class MSDeformAttn(nn.Module):
     # Which implementation forward() uses: "auto" (fastest), "reference" (for tests/benchmarks), or
     # "export" (standard ONNX ops; `spatial_shapes` is then a [L, 2] int64 tensor: models/export.py).
     implementation = "auto"
-    # A module that samples for a few queries only (the decoder's cross-attention) exports the gather
-    # formulation, which reads the value table in place; the encoder's, the grid_sample one.
-    few_queries = False
 
     def __init__(self, d_model: int = 256, n_levels: int = 4, n_heads: int = 8, n_points: int = 4,
                  sigmoid_attn: bool = False):
@@ -133,8 +130,7 @@ class MSDeformAttn(nn.Module):
         n, lq, _ = query.shape
         m, lv, p = self.n_heads, self.n_levels, self.n_points
         export = self.implementation == "export"
-        value, offsets, logits = self.sampling_inputs(query, input_flatten, padding_mask,
-                                                      channels_first=export and not self.few_queries)
+        value, offsets, logits = self.sampling_inputs(query, input_flatten, padding_mask, channels_first=export)
         with torch.autocast(query.device.type, enabled=False):
             weights = (logits.sigmoid() if self.sigmoid_attn else logits.softmax(-1)).view(n, lq, m, lv, p)
             reference_points = float32_if_half(reference_points)
@@ -153,8 +149,7 @@ class MSDeformAttn(nn.Module):
         # Under autocast the value table may be bf16/fp16 while the geometry is float32: grid_sample
         # wants one dtype (the fast path takes both and samples in float32).
         if export:
-            sample = ms_deform_attn_export_gather if self.few_queries else ms_deform_attn_export
-            out = sample(value, spatial_shapes, locations.to(value.dtype), weights.to(value.dtype))
+            out = ms_deform_attn_export(value, spatial_shapes, locations.to(value.dtype), weights.to(value.dtype))
         elif self.implementation == "reference":
             out = ms_deform_attn_reference(value, spatial_shapes, locations.to(value.dtype), weights.to(value.dtype))
         else:

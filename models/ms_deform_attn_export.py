@@ -38,37 +38,3 @@ def ms_deform_attn_export(value_t: torch.Tensor, spatial_shapes: torch.Tensor, s
         part = (sampled * weights[:, lvl]).sum(2)  # [N*M, D, Lq]
         out = part if out is None else out + part
     return out.reshape(n, m * d, lq).transpose(1, 2)
-
-
-def ms_deform_attn_export_gather(value: torch.Tensor, spatial_shapes: torch.Tensor, sampling_locations: torch.Tensor,
-                                 attention_weights: torch.Tensor) -> torch.Tensor:
-    """The same result from the value table in its natural layout, value [N, S, M, D]: each sample's
-    4 bilinear corners are gathered as rows of the [N*S*M, D] table and summed with their weights.
-    For few queries (the decoder's): it materialises [N, Lq, M, L*P*4, D] but needs no
-    channels-first copy of the S tokens per layer, which the grid_sample layout costs."""
-    n, s, m, d = value.shape
-    lq, n_levels, n_points = sampling_locations.shape[1], sampling_locations.shape[3], sampling_locations.shape[4]
-    size = spatial_shapes.flip(-1).to(sampling_locations.dtype)  # [L, 2] (W, H)
-    last = spatial_shapes.flip(-1) - 1
-    sizes = spatial_shapes[:, 0] * spatial_shapes[:, 1]
-    starts = torch.cumsum(sizes, 0) - sizes
-    per_level = (1, 1, 1, n_levels, 1, 2)
-    pix = sampling_locations * size.view(per_level) - 0.5  # pixel centres at integers
-    # Far-away points: clamped to just outside the map (all 4 corners outside, as in grid_sample).
-    pix = torch.minimum(pix.clamp(min=-2.0), size.view(per_level))
-    low = pix.floor()
-    frac = pix - low
-    step = torch.arange(2, dtype=torch.int64)  # the corner below / above on each axis
-    corner = low.to(torch.int64).unsqueeze(-1) + step  # [N, Lq, M, L, P, 2 (x, y), 2]
-    inside = (corner >= 0) & (corner <= last.view(*per_level, 1))
-    corner = torch.minimum(corner.clamp(min=0), last.view(*per_level, 1))
-    axis_w = torch.where(step == 1, frac.unsqueeze(-1), 1 - frac.unsqueeze(-1)) * inside.to(frac.dtype)
-    wy = axis_w[..., 1, :] * attention_weights.unsqueeze(-1)  # [N, Lq, M, L, P, 2]
-    weights = wy.unsqueeze(-1) * axis_w[..., 0, :].unsqueeze(-2)  # [N, Lq, M, L, P, 2 (y), 2 (x)]
-    token = starts.view(1, 1, 1, n_levels, 1, 1) + corner[..., 1, :] * spatial_shapes[:, 1].view(1, 1, 1, n_levels, 1, 1)
-    rows = ((torch.arange(n, dtype=torch.int64).view(n, 1, 1, 1, 1, 1) * s + token) * m
-            + torch.arange(m, dtype=torch.int64).view(1, 1, m, 1, 1, 1))
-    rows = rows.unsqueeze(-1) + (corner[..., 0, :] * m).unsqueeze(-2)  # [N, Lq, M, L, P, 2, 2]
-    gathered = value.reshape(n * s * m, d)[rows.reshape(-1)].view(n, lq, m, -1, d)
-    out = (gathered * weights.reshape(n, lq, m, -1, 1).to(value.dtype)).sum(3)
-    return out.reshape(n, lq, m * d)
