@@ -55,12 +55,25 @@ def cache_root() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "motrv2_tfsasm" / "export")
 
 
+# The modules whose code the graphs are traced from: an edit to any of them exports anew (a graph
+# cached by an older checkout would otherwise run stale code).
+TRACED_SOURCES = ("export.py", "ms_deform_attn.py", "ms_deform_attn_export.py", "deformable_transformer.py",
+                  "motr.py", "backbone.py", "position_encoding.py")
+
+
+def traced_code_sha256() -> str:
+    digest = hashlib.sha256()
+    for name in TRACED_SOURCES:
+        digest.update((Path(__file__).parent / name).read_bytes())
+    return digest.hexdigest()
+
+
 def cache_key(checkpoint: str, args) -> str:
-    """The export cache's folder name: checkpoint contents, network configuration, input size rule and
-    export format (a change to any of them exports anew)."""
+    """The export cache's folder name: checkpoint contents, network configuration, input size rule,
+    export format and the traced code (a change to any of them exports anew)."""
     parts = {"checkpoint_sha256": sha256_of(os.fspath(checkpoint)), "config": config_json(args),
              "size_rule": [getattr(args, "val_width", None), getattr(args, "val_max_size", None)],
-             "export_format": EXPORT_FORMAT, "opset": OPSET}
+             "export_format": EXPORT_FORMAT, "opset": OPSET, "code": traced_code_sha256()}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 
