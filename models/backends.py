@@ -236,7 +236,11 @@ class ExportedNetwork:
 
         def extra(g):
             return {"static": STATIC_INPUTS.get(g, STAGE_STATIC)} if backend == "openvino" else {}
-        self.graphs = {g: runtime(self.paths[g], threads, precision, device, **extra(g)) for g in names}
+        # bf16 covers the encoding only, as under torch autocast (models/tracker.py): the decoder's
+        # graph runs float32, where bf16 rounding would move boxes from frame to frame (and OpenVINO
+        # runs it faster in float32: its value projections are not bf16 kernels there).
+        self.graphs = {g: runtime(self.paths[g], threads, "fp32" if g == "decode" else precision, device, **extra(g))
+                       for g in names}
         self.stages = [self.graphs[g] for g in stages] if self.staged else []
         first = self.graphs[names[0]]
         self.precision = first.precision

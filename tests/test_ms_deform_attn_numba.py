@@ -1,0 +1,80 @@
+"""The fused CPU kernel (models/ms_deform_attn_numba.py) agrees with the grid_sample reference, and
+the exported backends' staged encoder with the network's own encoder."""
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from models import ms_deform_attn_numba as numba_attn
+from models.ms_deform_attn import ms_deform_attn_reference
+
+pytestmark = pytest.mark.skipif(not numba_attn.available(), reason="numba is not installed (requirements.txt)")
+
+
+def inputs(shapes, n, lq, m, d, p, low, high, seed):
+    gen = torch.Generator().manual_seed(seed)
+    s = sum(h * w for h, w in shapes)
+    value = torch.randn(n, s, m, d, generator=gen)
+    loc = torch.rand(n, lq, m, len(shapes), p, 2, generator=gen) * (high - low) + low
+    weights = torch.rand(n, lq, m, len(shapes), p, generator=gen)
+    return value, loc, weights
+
+
+@st.composite
+def cases(draw):
+    shapes = draw(st.lists(st.tuples(st.integers(1, 9), st.integers(1, 9)), min_size=1, max_size=4))
+    dims = dict(n=draw(st.integers(1, 2)), lq=draw(st.integers(0, 12)), m=draw(st.integers(1, 3)),
+                d=draw(st.integers(1, 6)), p=draw(st.integers(1, 4)))
+    low, high = draw(st.sampled_from([(0.0, 1.0), (-0.5, 1.5), (-3.0, 4.0)]))
+    return shapes, dims, low, high, draw(st.integers(0, 2 ** 31 - 1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(cases())
+def test_kernel_matches_reference(case):
+    shapes, dims, low, high, seed = case
+    value, loc, weights = inputs(shapes, low=low, high=high, seed=seed, **dims)
+    out = numba_attn.ms_deform_attn_numba(value, shapes, loc, weights)
+    assert out.shape == (dims["n"], dims["lq"], dims["m"] * dims["d"]) and out.dtype == torch.float32
+    if dims["lq"]:
+        assert (out - ms_deform_attn_reference(value, shapes, loc, weights)).abs().max().item() <= 1e-5
+
+
+@settings(max_examples=40, deadline=None)
+@given(cases(), st.booleans())
+def test_from_offsets_is_the_modules_locations_and_weights(case, sigmoid):
+    """MSDeformAttn's locations (reference + offset / size) and softmax / sigmoid, done in the kernel."""
+    shapes, dims, _, _, seed = case
+    n, lq, m, d, p = (dims[k] for k in ("n", "lq", "m", "d", "p"))
+    gen = torch.Generator().manual_seed(seed)
+    value = torch.randn(n, sum(h * w for h, w in shapes), m, d, generator=gen)
+    reference = torch.rand(n, lq, len(shapes), 2, generator=gen)
+    offsets = torch.randn(n, lq, m, len(shapes), p, 2, generator=gen) * 3
+    logits = torch.randn(n, lq, m, len(shapes) * p, generator=gen) * 2
+    size = torch.tensor([[w, h] for h, w in shapes], dtype=torch.float32)
+    locations = reference[:, :, None, :, None, :] + offsets / size[None, None, None, :, None, :]
+    weights = (logits.sigmoid() if sigmoid else logits.softmax(-1)).view(n, lq, m, len(shapes), p)
+    out = numba_attn.ms_deform_attn_from_offsets(value, shapes, reference, offsets, logits, sigmoid)
+    if lq:
+        assert (out - ms_deform_attn_reference(value, shapes, locations, weights)).abs().max().item() <= 2e-5
+
+
+def test_far_and_infinite_points_sample_nothing():
+    shapes = [(3, 4), (1, 1)]
+    value, loc, weights = inputs(shapes, 1, 4, 2, 3, 2, 0.0, 1.0, 0)
+    loc[0, 0], loc[0, 1], loc[0, 2] = 1e9, -float("inf"), float("inf")
+    out = numba_attn.ms_deform_attn_numba(value, shapes, loc, weights)
+    assert out[0, :3].abs().max().item() == 0.0
+    assert (out[0, 3] - ms_deform_attn_reference(value, shapes, loc[:, 3:], weights[:, 3:])[0, 0]).abs().max() <= 1e-6
+
+
+def test_bad_shapes_name_what_was_expected():
+    shapes = [(3, 4)]
+    value, loc, weights = inputs(shapes, 1, 4, 2, 3, 2, 0.0, 1.0, 0)
+    with pytest.raises(ValueError, match="cover value's S=12"):
+        numba_attn.ms_deform_attn_numba(value, [(3, 5)], loc, weights)
+    with pytest.raises(ValueError, match=r"\[N, Lq, M, L, P, 2\]"):
+        numba_attn.ms_deform_attn_numba(value, shapes, loc[..., :1], weights)
+    with pytest.raises(ValueError, match="attention_weights must be"):
+        numba_attn.ms_deform_attn_numba(value, shapes, loc, weights[..., :1])
+    with pytest.raises(ValueError, match="reference_points must be"):
+        numba_attn.ms_deform_attn_from_offsets(value, shapes, torch.rand(1, 4, 2), loc, torch.rand(1, 4, 2, 2))
