@@ -132,6 +132,9 @@ class OnnxRuntimeGraph:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # No spin-waiting after a run: between the encoder's stages the sampling kernel needs the cores
+        # (measured: the sampling took 1.7x longer beside spinning onnxruntime threads).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         available = ort.get_available_providers()
         wanted = ["CPUExecutionProvider"]
         if str(device).startswith("cuda"):
@@ -160,32 +163,47 @@ class OpenVinoGraph:
     `static`: inputs whose shape is fixed per compiled model (the image for `encode`, the token table
     for `decode`; a sequence has one frame size): OpenVINO runs a graph of static shapes faster
     than a dynamic one, so each new shape of these inputs compiles once (the last few are kept);
-    the other inputs (the query count) stay dynamic."""
+    the other inputs (the query count) stay dynamic.
+
+    `bf16_io`: inputs and outputs that cross the graph's boundary as bf16 (numpy uint16 arrays of bf16
+    bits) when it runs in bf16: between the encoder's stages, where the runtime would otherwise
+    convert every tensor to float32 on the way out and back on the way in (a quarter of a stage's
+    time at 800x1422)."""
 
     KEEP = 2
 
-    def __init__(self, path, threads: int, precision: str = "fp32", device: str = "cpu", static=()):
-        ov = require("openvino", "run --backend openvino")
+    def __init__(self, path, threads: int, precision: str = "fp32", device: str = "cpu", static=(), bf16_io=()):
+        self.ov = ov = require("openvino", "run --backend openvino")
         if precision == "bf16" and not openvino_has_bf16():
             bf16_fallback_warning("openvino")
             precision = "fp32"
         self.core = ov.Core()
         self.path, self.static = str(path), tuple(static)
+        self.bf16_io = frozenset(bf16_io) if precision == "bf16" else frozenset()
         self.config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(threads),
                        "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
         self.precision = precision
         self.providers = ["openvino CPU " + precision]
         self._compiled: Dict[tuple, tuple] = {}
-        if not self.static:
-            self._compile(None)
 
     def _compile(self, feeds):
+        ov = self.ov
         model = self.core.read_model(self.path)
-        if feeds is not None:
+        if self.static:
             model.reshape({inp.get_any_name(): (list(feeds[inp.get_any_name()].shape)
                                                 if inp.get_any_name() in self.static and inp.get_any_name() in feeds
                                                 else inp.get_partial_shape())
                            for inp in model.inputs})
+        if self.bf16_io:
+            from openvino.preprocess import PrePostProcessor
+            ppp = PrePostProcessor(model)
+            for inp in model.inputs:
+                if inp.get_any_name() in self.bf16_io:
+                    ppp.input(inp.get_any_name()).tensor().set_element_type(ov.Type.bf16)
+            for out in model.outputs:
+                if out.get_any_name() in self.bf16_io:
+                    ppp.output(out.get_any_name()).tensor().set_element_type(ov.Type.bf16)
+            model = ppp.build()
         compiled = self.core.compile_model(model, "CPU", self.config)
         return compiled.create_infer_request(), [o.get_any_name() for o in compiled.outputs]
 
@@ -196,16 +214,26 @@ class OpenVinoGraph:
         if key not in self._compiled:
             if len(self._compiled) >= self.KEEP:
                 self._compiled.pop(next(iter(self._compiled)))
-            self._compiled[key] = self._compile(feeds if self.static else None)
+            self._compiled[key] = self._compile(feeds)
         request, outputs = self._compiled[key]
-        request.infer(dict(feeds), share_inputs=True)
+        inputs = {name: (self.ov.Tensor(np.ascontiguousarray(a), list(a.shape), self.ov.Type.bf16)
+                         if name in self.bf16_io else a) for name, a in feeds.items()}
+        request.infer(inputs, share_inputs=True)
         views = [request.get_tensor(name).data for name in outputs]
+        views = [v.view(np.uint16) if name in self.bf16_io else v for name, v in zip(outputs, views)]
         return [np.array(v) for v in views] if copy else views
 
 
 # Inputs whose shape is fixed for a frame size (OpenVINO compiles a static graph per frame size).
 STATIC_INPUTS = {"encode": ("image",), "decode": ("tokens", "spatial_shapes"), "encode_stage0": ("image",)}
 STAGE_STATIC = ("tokens", "attended", "pos")
+# What crosses between the encoder's stages as bf16 under --amp bf16 (OpenVINO): what the runtime
+# computes or consumes in bf16 anyway (position encodings, value table, offsets and attention logits,
+# the sampled values), so nothing is lost and no conversion is paid. The tokens, the residual stream,
+# stay float32: rounding them at every stage moved the demo's HOTA by up to 0.6.
+STEM_BF16_IO = ("pos", "value", "offsets", "logits")
+STEP_BF16_IO = ("attended", "pos", "value", "offsets", "logits")
+LAST_STEP_BF16_IO = ("attended",)
 RUNTIMES = {"onnxruntime": OnnxRuntimeGraph, "openvino": OpenVinoGraph}
 
 
@@ -234,8 +262,13 @@ class ExportedNetwork:
         self.staged = not str(device).startswith("cuda") and all(g in self.paths for g in stages)
         names = stages + ("decode",) if self.staged else GRAPHS
 
+        last = stages[-1]
+
         def extra(g):
-            return {"static": STATIC_INPUTS.get(g, STAGE_STATIC)} if backend == "openvino" else {}
+            if backend != "openvino":
+                return {}
+            io = STEM_BF16_IO if g == stages[0] else (STEP_BF16_IO if g != last else LAST_STEP_BF16_IO)
+            return {"static": STATIC_INPUTS.get(g, STAGE_STATIC), "bf16_io": io if g in stages else ()}
         # bf16 covers the encoding only, as under torch autocast (models/tracker.py): the decoder's
         # graph runs float32, where bf16 rounding would move boxes from frame to frame (and OpenVINO
         # runs it faster in float32: its value projections are not bf16 kernels there).
@@ -245,6 +278,7 @@ class ExportedNetwork:
         first = self.graphs[names[0]]
         self.precision = first.precision
         self.sigmoid_attn = bool(network.transformer.encoder.layers[0].self_attn.sigmoid_attn)
+        self.bf16_between_stages = self.staged and bool(getattr(self.stages[0], "bf16_io", ()))
         _log.info("network on %s (%s), %s, %d threads%s", backend, ", ".join(first.providers), self.precision,
                   threads, ", encoder in stages" if self.staged else "")
 
@@ -277,7 +311,7 @@ class ExportedNetwork:
         spatial = [(int(h), int(w)) for h, w in shapes]
         for k, stage in enumerate(self.stages[1:], 1):
             attended = sample_from_projections(out["value"], spatial, reference, out["offsets"], out["logits"],
-                                               self.sigmoid_attn)
+                                               self.sigmoid_attn, bf16=self.bf16_between_stages)
             feeds = {"tokens": out["encoded"], "attended": attended}
             if k < len(self.stages) - 1:
                 feeds["pos"] = pos
@@ -297,18 +331,28 @@ class ExportedNetwork:
         return f"ExportedNetwork({self.backend}, {self.precision}, {self.paths['encode'].parent})"
 
 
-def sample_from_projections(value, spatial_shapes, reference, offsets, logits, sigmoid: bool) -> np.ndarray:
-    """An encoder layer's deformable sampling from its projections (numpy, float32): value [1, S, M, D],
-    reference [1, S, L, 2], offsets [1, S, M, L, P, 2], logits [1, S, M, L*P] -> [1, S, M*D]."""
+def sample_from_projections(value, spatial_shapes, reference, offsets, logits, sigmoid: bool,
+                            bf16: bool = False) -> np.ndarray:
+    """An encoder layer's deformable sampling from its projections (numpy): value [1, S, M, D],
+    reference [1, S, L, 2], offsets [1, S, M, L, P, 2], logits [1, S, M, L*P] -> [1, S, M*D], float32
+    or, `bf16`, bf16 bits (uint16; value, offsets and logits may be bf16 bits too). Computes in float32."""
+    n, lq, m = offsets.shape[:3]
     if ms_deform_attn_numba.available():
-        return ms_deform_attn_numba.ms_deform_attn_from_offsets(value, spatial_shapes, reference, offsets, logits,
-                                                                sigmoid).numpy()
-    value, reference, offsets, logits = (torch.from_numpy(np.asarray(a)) for a in (value, reference, offsets, logits))
-    n, lq, m, n_levels, n_points, _ = offsets.shape
+        out = ms_deform_attn_numba.sample_from_offsets(value, spatial_shapes, reference, offsets, logits, sigmoid,
+                                                       bf16_out=bf16)
+        return out.reshape(n, lq, -1)
+    value, reference, offsets, logits = (_bf16_bits_to_float(a) if a.dtype == np.uint16 else torch.from_numpy(np.asarray(a))
+                                         for a in (value, reference, offsets, logits))
+    n_levels, n_points = offsets.shape[3:5]
     size = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=torch.float32)
     locations = reference[:, :, None, :, None, :] + offsets / size[None, None, None, :, None, :]
     weights = (logits.sigmoid() if sigmoid else logits.softmax(-1)).view(n, lq, m, n_levels, n_points)
-    return ms_deform_attn_gather(value, spatial_shapes, None, locations, weights).numpy()
+    out = ms_deform_attn_gather(value, spatial_shapes, None, locations, weights)
+    return out.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16) if bf16 else out.numpy()
+
+
+def _bf16_bits_to_float(bits: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(bits).view(np.int16)).view(torch.bfloat16).float()
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:

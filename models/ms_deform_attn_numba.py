@@ -30,7 +30,7 @@ from typing import Sequence, Tuple
 import numpy as np
 import torch
 
-__all__ = ["available", "ms_deform_attn_from_offsets", "ms_deform_attn_numba"]
+__all__ = ["available", "ms_deform_attn_from_offsets", "ms_deform_attn_numba", "sample_from_offsets"]
 
 try:
     import numba as nb
@@ -44,6 +44,40 @@ def available() -> bool:
 
 
 if nb is not None:
+    from numba import types
+    from numba.extending import intrinsic, overload
+
+    @intrinsic
+    def _bitcast(typingctx, value, to):
+        """The bits of a 32-bit scalar read as the other 32-bit type (uint32 <-> float32)."""
+        target = to.instance_type
+        sig = target(value, to)
+
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], context.get_value_type(target))
+        return sig, codegen
+
+    def as_float32(x):
+        """A table entry as float32 (bf16 tables are uint16 arrays of bf16 bits)."""
+
+    @overload(as_float32, inline="always")
+    def _as_float32(x):
+        if x == types.uint16:
+            return lambda x: _bitcast(np.uint32(np.uint32(x) << np.uint32(16)), types.float32)
+        return lambda x: np.float32(x)
+
+    def from_float32(x, like):
+        """A float32 result in the output array's dtype (bf16 bits: rounded to nearest even)."""
+
+    @overload(from_float32, inline="always")
+    def _from_float32(x, like):
+        if like == types.uint16:
+            def to_bf16(x, like):
+                bits = _bitcast(np.float32(x), types.uint32)
+                return np.uint16((bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
+            return to_bf16
+        return lambda x, like: x
+
     @nb.njit(inline="always")
     def accumulate(table, m, h, w, start, px, py, a, acc):
         """acc += a * bilinear(value level at pixel (px, py)), zero outside the map."""
@@ -67,7 +101,7 @@ if nb is not None:
                 weight = (fx if dx == 1 else np.float32(1.0) - fx) * wy
                 row = start + yc * w + xc
                 for c in range(d):
-                    acc[c] += weight * table[row, m, c]
+                    acc[c] += weight * as_float32(table[row, m, c])
 
     @nb.njit(parallel=True, cache=True)
     def from_locations(value, shapes, starts, loc, attn, out):
@@ -89,7 +123,7 @@ if nb is not None:
                         py = loc[n, q, m, lvl, p, 1] * hf - np.float32(0.5)
                         accumulate(table, m, h, w, starts[lvl], px, py, attn[n, q, m, lvl, p], acc)
                 for c in range(d):
-                    out[n, q, m, c] = acc[c]
+                    out[n, q, m, c] = from_float32(acc[c], out[n, q, m, c])
 
     @nb.njit(parallel=True, cache=True)
     def from_offsets(value, shapes, starts, ref, offsets, logits, sigmoid, out):
@@ -106,14 +140,14 @@ if nb is not None:
             for m in range(n_heads):
                 if sigmoid:
                     for i in range(k):
-                        weights[i] = np.float32(1.0) / (np.float32(1.0) + math.exp(-logits[n, q, m, i]))
+                        weights[i] = np.float32(1.0) / (np.float32(1.0) + math.exp(-as_float32(logits[n, q, m, i])))
                 else:
-                    top = logits[n, q, m, 0]
+                    top = as_float32(logits[n, q, m, 0])
                     for i in range(1, k):
-                        top = max(top, logits[n, q, m, i])
+                        top = max(top, as_float32(logits[n, q, m, i]))
                     total = np.float32(0.0)
                     for i in range(k):
-                        weights[i] = math.exp(logits[n, q, m, i] - top)
+                        weights[i] = math.exp(as_float32(logits[n, q, m, i]) - top)
                         total += weights[i]
                     for i in range(k):
                         weights[i] = weights[i] / total
@@ -124,12 +158,12 @@ if nb is not None:
                     wf, hf = np.float32(w), np.float32(h)
                     for p in range(n_points):
                         # MSDeformAttn's location, then the pixel coordinate, in its order of operations
-                        lx = ref[n, q, lvl, 0] + offsets[n, q, m, lvl, p, 0] / wf
-                        ly = ref[n, q, lvl, 1] + offsets[n, q, m, lvl, p, 1] / hf
+                        lx = ref[n, q, lvl, 0] + as_float32(offsets[n, q, m, lvl, p, 0]) / wf
+                        ly = ref[n, q, lvl, 1] + as_float32(offsets[n, q, m, lvl, p, 1]) / hf
                         accumulate(table, m, h, w, starts[lvl], lx * wf - np.float32(0.5),
                                    ly * hf - np.float32(0.5), weights[lvl * n_points + p], acc)
                 for c in range(d):
-                    out[n, q, m, c] = acc[c]
+                    out[n, q, m, c] = from_float32(acc[c], out[n, q, m, c])
 
 
 
@@ -193,8 +227,20 @@ def ms_deform_attn_from_offsets(value, spatial_shapes: Sequence[Tuple[int, int]]
     [N, Lq, M, L, P, 2] (the sampling_offsets projection, pixels of each level); logits [N, Lq, M, L*P]
     (the attention_weights projection) -> [N, Lq, M*D] float32: MSDeformAttn's sampling for point
     references, softmax (or `sigmoid`) included."""
+    out = sample_from_offsets(_f32(value), spatial_shapes, reference_points, offsets, logits, sigmoid)
+    n, lq, m, d = out.shape
+    return torch.from_numpy(out).view(n, lq, m * d)
+
+
+def sample_from_offsets(value: np.ndarray, spatial_shapes, reference_points, offsets, logits, sigmoid: bool,
+                        bf16_out: bool = False) -> np.ndarray:
+    """`ms_deform_attn_from_offsets` on numpy arrays, -> [N, Lq, M, D]. `value`, `offsets` and `logits`
+    float32, or uint16 holding bf16 bits (what a bf16 runtime hands over: half the bytes to read); `bf16_out`: the
+    result as bf16 bits (uint16, rounded to nearest even), else float32. Accumulates in float32."""
     _, from_offsets = _kernels()
-    v, ref, off, lg = _f32(value), _f32(reference_points), _f32(offsets), _f32(logits)
+    v, off, lg = (np.ascontiguousarray(a) if isinstance(a, np.ndarray) and a.dtype == np.uint16 else _f32(a)
+                  for a in (value, offsets, logits))
+    ref = _f32(reference_points)
     shapes, starts = _levels(spatial_shapes)
     _check(v, shapes, off, "offsets")
     n, lq, m, n_levels, n_points, _ = off.shape
@@ -202,7 +248,7 @@ def ms_deform_attn_from_offsets(value, spatial_shapes: Sequence[Tuple[int, int]]
         raise ValueError(f"ms_deform_attn_from_offsets: reference_points must be {(n, lq, n_levels, 2)}, "
                          f"got {ref.shape}")
     lg = lg.reshape(n, lq, m, n_levels * n_points)
-    out = np.empty((n, lq, m, v.shape[3]), np.float32)
+    out = np.empty((n, lq, m, v.shape[3]), np.uint16 if bf16_out else np.float32)
     _set_threads()
     from_offsets(v, shapes, starts, ref, off, lg, bool(sigmoid), out)
-    return torch.from_numpy(out).view(n, lq, m * v.shape[3])
+    return out

@@ -114,10 +114,18 @@ def test_graphs_pass_the_checker_and_carry_opset_and_config(small):
 
 
 # onnxruntime in the quick tier; OpenVINO (a compile per frame size: seconds) in the slow one.
+@pytest.mark.parametrize("encoder", ["staged", "whole", "staged, no numba"])
 @pytest.mark.parametrize("backend", [RUNTIMES[0], pytest.param("openvino", marks=[pytest.mark.slow, *RUNTIMES[1].marks])])
-def test_backend_gives_torchs_outputs_at_any_size_and_query_count(small, backend):
+def test_backend_gives_torchs_outputs_at_any_size_and_query_count(small, backend, encoder, monkeypatch):
+    """The encoder in stages (the deformable sampling between the graphs: the fused kernel, or the
+    gather path without numba) and the whole `encode` graph give the network's own outputs."""
     _, _, _, network, paths = small
+    if encoder == "whole":
+        paths = {g: paths[g] for g in ("encode", "decode")}
+    if encoder == "staged, no numba":
+        monkeypatch.setattr(backends.ms_deform_attn_numba, "available", lambda: False)
     exported = ExportedNetwork(network, paths, backend, threads=1)
+    assert exported.staged == (encoder != "whole")
     g = torch.Generator().manual_seed(2)
     for hw, n_proposals in (((96, 160), 3), ((128, 96), 9)):  # neither is the traced size
         image = torch.randn(1, 3, *hw, generator=g)
@@ -135,6 +143,24 @@ def test_backend_gives_torchs_outputs_at_any_size_and_query_count(small, backend
         for key in ("pred_logits", "pred_boxes", "hs", "first_layer_boxes"):
             assert out[key].shape == ref[key].shape, key
             assert torch.allclose(out[key], ref[key], atol=1e-4), (key, (out[key] - ref[key]).abs().max())
+
+
+@pytest.mark.skipif(not (_have("openvino") and backends.openvino_has_bf16()), reason="needs OpenVINO on a CPU with bf16")
+def test_openvino_bf16_stages_hand_over_bf16_and_stay_close_to_fp32(small, monkeypatch):
+    """Under bf16 the stages pass what OpenVINO holds in bf16 as bf16 bits (the tokens stay float32);
+    the encoding stays within bf16's rounding of the float32 one, with the kernel or the gather path."""
+    _, _, _, network, paths = small
+    image = torch.randn(1, 3, 96, 160, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        expected = network.encode(image).tokens
+    exported = ExportedNetwork(network, paths, "openvino", threads=1, precision="bf16")
+    assert exported.precision == "bf16" and exported.bf16_between_stages
+    tokens = exported.encode(image).tokens
+    assert tokens.dtype == torch.float32
+    assert ((tokens - expected).norm() / expected.norm()).item() < 0.03
+    monkeypatch.setattr(backends.ms_deform_attn_numba, "available", lambda: False)
+    fallback = exported.encode(image).tokens
+    assert ((fallback - tokens).norm() / tokens.norm()).item() < 0.01
 
 
 def _frames(n=4, hw=(96, 160), seed=5):
@@ -196,6 +222,9 @@ def test_export_cache_is_reused_and_keyed_by_checkpoint_config_and_size(small, t
     keys.add(cache_key(ckpt, _with(args, val_width=args.val_width + 32)))
     assert len(keys) == 4
     assert cache_key(ckpt, _with(args, score_threshold=0.9)) == cache_key(ckpt, args)
+    # ... and the code the graphs are traced from (an older checkout's graphs are not reused).
+    monkeypatch.setattr(backends, "traced_code_sha256", lambda: "0" * 64)
+    assert cache_key(ckpt, args) not in keys
 
 
 def _with(args, **changes):
@@ -373,17 +402,21 @@ def test_submit_dance_on_a_backend_writes_the_torch_lines(small, backend, tmp_pa
 
 @pytest.mark.slow
 def test_bf16_hota_within_half_a_point_of_fp32_on_the_demo_data(tmp_path, monkeypatch):
-    """The demo's Table II rows tracked in bf16 (PyTorch CPU autocast; emulated where the CPU lacks bf16,
-    which gives the same numbers as native bf16, slower): the two memory rows (+ SASM, + OFS) score
-    HOTA within 0.5 of fp32. The MOTRv2 row is chaotic under any perturbation of bf16's size: fp32
-    with 0.3% random noise on the encoder's tokens moved it by -1.9 (60.85 -> 58.92) while the memory
-    rows moved by under 0.1 (README, Speed); it is held to 3 points."""
+    """The demo's Table II rows tracked in bf16 by each bf16 backend here: PyTorch CPU autocast (emulated
+    where the CPU lacks bf16, which gives the same numbers as native bf16, slower) and OpenVINO where
+    its CPU plugin has bf16 (it cannot emulate): the two memory rows (+ SASM, + OFS) score HOTA within
+    0.5 of fp32. The MOTRv2 row is chaotic under any perturbation of bf16's size: fp32 with 0.3%
+    random noise on the encoder's tokens moved it by -1.9 (60.85 -> 58.92) while the memory rows
+    moved by under 0.1 (README, Speed); it is held to 3 points."""
     from tools.backend_quality import track_demo
     monkeypatch.setenv(util.device.BF16_ENV, "emulate")
+    monkeypatch.setenv(backends.CACHE_ENV, str(tmp_path / "cache"))
     assert util.device.cpu_bf16()
     fp32 = track_demo(tmp_path / "data", tmp_path / "fp32")
-    bf16 = track_demo(tmp_path / "data", tmp_path / "bf16", "torch", "bf16")
-    assert set(bf16) == set(fp32) == {"motrv2", "sasm", "motrv2_tfsasm"}
-    for row in ("sasm", "motrv2_tfsasm"):
-        assert abs(bf16[row]["HOTA"] - fp32[row]["HOTA"]) <= 0.5, (row, fp32[row], bf16[row])
-    assert abs(bf16["motrv2"]["HOTA"] - fp32["motrv2"]["HOTA"]) <= 3.0, (fp32["motrv2"], bf16["motrv2"])
+    runs = ["torch"] + (["openvino"] if _have("openvino") and backends.openvino_has_bf16() else [])
+    for backend in runs:
+        bf16 = track_demo(tmp_path / "data", tmp_path / f"bf16_{backend}", backend, "bf16")
+        assert set(bf16) == set(fp32) == {"motrv2", "sasm", "motrv2_tfsasm"}
+        for row in ("sasm", "motrv2_tfsasm"):
+            assert abs(bf16[row]["HOTA"] - fp32[row]["HOTA"]) <= 0.5, (backend, row, fp32[row], bf16[row])
+        assert abs(bf16["motrv2"]["HOTA"] - fp32["motrv2"]["HOTA"]) <= 3.0, (backend, fp32["motrv2"], bf16["motrv2"])

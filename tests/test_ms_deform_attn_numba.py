@@ -78,3 +78,25 @@ def test_bad_shapes_name_what_was_expected():
         numba_attn.ms_deform_attn_numba(value, shapes, loc, weights[..., :1])
     with pytest.raises(ValueError, match="reference_points must be"):
         numba_attn.ms_deform_attn_from_offsets(value, shapes, torch.rand(1, 4, 2), loc, torch.rand(1, 4, 2, 2))
+
+
+def _bf16_bits(t: torch.Tensor):
+    return t.to(torch.bfloat16).view(torch.int16).numpy().view("uint16")
+
+
+def test_bf16_bits_in_and_out_are_the_float32_sampling_of_the_rounded_inputs():
+    """What a bf16 runtime hands over (uint16 arrays of bf16 bits) is read exactly; the result, asked
+    for as bf16 bits, is the float32 result rounded to nearest even."""
+    shapes = [(5, 7), (3, 4)]
+    gen = torch.Generator().manual_seed(3)
+    value = torch.randn(1, 47, 2, 8, generator=gen)
+    reference = torch.rand(1, 6, 2, 2, generator=gen)
+    offsets = torch.randn(1, 6, 2, 2, 3, 2, generator=gen) * 2
+    logits = torch.randn(1, 6, 2, 6, generator=gen)
+    rounded = [t.to(torch.bfloat16).float().numpy() for t in (value, offsets, logits)]
+    expected = numba_attn.sample_from_offsets(rounded[0], shapes, reference, rounded[1], rounded[2], False)
+    got = numba_attn.sample_from_offsets(_bf16_bits(value), shapes, reference, _bf16_bits(offsets), _bf16_bits(logits),
+                                         False)
+    assert got.dtype == expected.dtype == "float32" and (got == expected).all()
+    as_bits = numba_attn.sample_from_offsets(rounded[0], shapes, reference, rounded[1], rounded[2], False, bf16_out=True)
+    assert as_bits.dtype == "uint16" and (as_bits == _bf16_bits(torch.from_numpy(expected))).all()
