@@ -262,13 +262,13 @@ class ExportedNetwork:
         self.staged = not str(device).startswith("cuda") and all(g in self.paths for g in stages)
         names = stages + ("decode",) if self.staged else GRAPHS
 
-        last = stages[-1]
+        bf16_io = {stages[0]: STEM_BF16_IO, stages[-1]: LAST_STEP_BF16_IO}
 
         def extra(g):
             if backend != "openvino":
                 return {}
-            io = STEM_BF16_IO if g == stages[0] else (STEP_BF16_IO if g != last else LAST_STEP_BF16_IO)
-            return {"static": STATIC_INPUTS.get(g, STAGE_STATIC), "bf16_io": io if g in stages else ()}
+            return {"static": STATIC_INPUTS.get(g, STAGE_STATIC),
+                    "bf16_io": bf16_io.get(g, STEP_BF16_IO) if g in stages else ()}
         # bf16 covers the encoding only, as under torch autocast (models/tracker.py): the decoder's
         # graph runs float32, where bf16 rounding would move boxes from frame to frame (and OpenVINO
         # runs it faster in float32: its value projections are not bf16 kernels there).

@@ -7,20 +7,15 @@ gather itself. Here each (query, head) computes its samples' corners and weights
 accumulates the D channels of the value rows straight away: nothing is materialised.
 
 Semantics are those of `ms_deform_attn_reference` (grid_sample: bilinear, zero padding,
-align_corners=False; pixel coordinate x * W - 0.5; corners outside the map weigh 0). Computes in
-float32 (the value table may be any float dtype; it is read as float32).
+align_corners=False; pixel coordinate x * W - 0.5; corners outside the map weigh 0), with what
+`MSDeformAttn.forward` computes before the sampling (locations = reference + offset / size, the
+softmax / sigmoid of the attention logits) done here too, in float32, in the same order of
+operations. One entry point, `sample_from_offsets`: the exported CPU backends call it between
+their graphs (`models/backends.py`), so a runtime that runs the projections in bf16 still places the
+samples in float32.
 
-Two entry points:
-  * `ms_deform_attn_numba(value, spatial_shapes, sampling_locations, attention_weights)`: the
-    reference's arguments.
-  * `ms_deform_attn_from_offsets(value, spatial_shapes, reference_points, offsets, logits, sigmoid)`:
-    what `MSDeformAttn.forward` computes before the sampling (locations = reference + offset / size
-    and the softmax / sigmoid of the attention logits) done here too, in float32, in the same order
-    of operations. The exported CPU backends use it between their graphs (`models/backends.py`):
-    a runtime that runs the projections in bf16 still places the samples in float32.
-
-Numba compiles the kernels on first use (~2 s, then cached on disk next to this file); `available()`
-says whether it imports. The kernels use Numba's threads (as many as torch's intra-op threads).
+Numba compiles the kernel on first use (~2 s, then cached on disk next to this file); `available()`
+says whether it imports. The kernel uses Numba's threads (as many as torch's intra-op threads).
 """
 from __future__ import annotations
 
@@ -30,7 +25,7 @@ from typing import Sequence, Tuple
 import numpy as np
 import torch
 
-__all__ = ["available", "ms_deform_attn_from_offsets", "ms_deform_attn_numba", "sample_from_offsets"]
+__all__ = ["available", "sample_from_offsets"]
 
 try:
     import numba as nb
@@ -104,28 +99,6 @@ if nb is not None:
                     acc[c] += weight * as_float32(table[row, m, c])
 
     @nb.njit(parallel=True, cache=True)
-    def from_locations(value, shapes, starts, loc, attn, out):
-        # value [N, S, M, D] f32, loc [N, Lq, M, L, P, 2], attn [N, Lq, M, L, P], out [N, Lq, M, D]
-        n_batch, lq, n_heads, n_levels, n_points, _ = loc.shape
-        d = value.shape[3]
-        for job in nb.prange(n_batch * lq):
-            n, q = job // lq, job % lq
-            table = value[n]
-            acc = np.empty(d, np.float32)
-            for m in range(n_heads):
-                for c in range(d):
-                    acc[c] = 0.0
-                for lvl in range(n_levels):
-                    h, w = shapes[lvl, 0], shapes[lvl, 1]
-                    wf, hf = np.float32(w), np.float32(h)
-                    for p in range(n_points):
-                        px = loc[n, q, m, lvl, p, 0] * wf - np.float32(0.5)
-                        py = loc[n, q, m, lvl, p, 1] * hf - np.float32(0.5)
-                        accumulate(table, m, h, w, starts[lvl], px, py, attn[n, q, m, lvl, p], acc)
-                for c in range(d):
-                    out[n, q, m, c] = from_float32(acc[c], out[n, q, m, c])
-
-    @nb.njit(parallel=True, cache=True)
     def from_offsets(value, shapes, starts, ref, offsets, logits, sigmoid, out):
         # ref [N, Lq, L, 2] (x, y in [0, 1]), offsets [N, Lq, M, L, P, 2] (pixels of each level),
         # logits [N, Lq, M, L*P]: softmax over a head's L*P samples, or each sample's sigmoid.
@@ -167,10 +140,10 @@ if nb is not None:
 
 
 
-def _kernels():
+def _kernel():
     if nb is None:
         raise ImportError("ms_deform_attn_numba needs numba (pip install numba)")
-    return from_locations, from_offsets
+    return from_offsets
 
 
 def _levels(spatial_shapes) -> Tuple[np.ndarray, np.ndarray]:
@@ -186,17 +159,17 @@ def _f32(t) -> np.ndarray:
     return np.ascontiguousarray(t, dtype=np.float32)
 
 
-def _check(value: np.ndarray, shapes: np.ndarray, samples: np.ndarray, what: str):
+def _check(value: np.ndarray, shapes: np.ndarray, offsets: np.ndarray):
     if value.ndim != 4:
         raise ValueError(f"ms_deform_attn_numba: value must be [N, S, M, D], got {value.shape}")
     if int((shapes[:, 0] * shapes[:, 1]).sum()) != value.shape[1] or (shapes <= 0).any():
         raise ValueError(f"ms_deform_attn_numba: spatial_shapes {shapes.tolist()} do not cover value's "
                          f"S={value.shape[1]} tokens")
     n, _, m, _ = value.shape
-    if samples.ndim != 6 or samples.shape[0] != n or samples.shape[2] != m or samples.shape[3] != len(shapes) \
-            or samples.shape[5] != 2:
-        raise ValueError(f"ms_deform_attn_numba: {what} must be [N, Lq, M, L, P, 2] with N={n}, M={m}, "
-                         f"L={len(shapes)}, got {samples.shape}")
+    if offsets.ndim != 6 or offsets.shape[0] != n or offsets.shape[2] != m or offsets.shape[3] != len(shapes) \
+            or offsets.shape[5] != 2:
+        raise ValueError(f"ms_deform_attn_numba: offsets must be [N, Lq, M, L, P, 2] with N={n}, M={m}, "
+                         f"L={len(shapes)}, got {offsets.shape}")
 
 
 def _set_threads():
@@ -204,49 +177,28 @@ def _set_threads():
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
 
 
-def ms_deform_attn_numba(value, spatial_shapes: Sequence[Tuple[int, int]], sampling_locations,
-                         attention_weights) -> torch.Tensor:
-    """Same arguments and result as `ms_deform_attn_reference`: value [N, S, M, D], locations
-    [N, Lq, M, L, P, 2] in [0, 1], weights [N, Lq, M, L, P] -> [N, Lq, M*D] float32 (no autograd)."""
-    from_locations, _ = _kernels()
-    v, loc, attn = _f32(value), _f32(sampling_locations), _f32(attention_weights)
-    shapes, starts = _levels(spatial_shapes)
-    _check(v, shapes, loc, "sampling_locations")
-    if attn.shape != loc.shape[:5]:
-        raise ValueError(f"ms_deform_attn_numba: attention_weights must be {loc.shape[:5]}, got {attn.shape}")
-    n, lq, m = loc.shape[:3]
-    out = np.empty((n, lq, m, v.shape[3]), np.float32)
-    _set_threads()
-    from_locations(v, shapes, starts, loc, attn, out)
-    return torch.from_numpy(out).view(n, lq, m * v.shape[3])
-
-
-def ms_deform_attn_from_offsets(value, spatial_shapes: Sequence[Tuple[int, int]], reference_points, offsets,
-                                logits, sigmoid: bool = False) -> torch.Tensor:
-    """value [N, S, M, D]; reference_points [N, Lq, L, 2] (x, y in [0, 1]); offsets
-    [N, Lq, M, L, P, 2] (the sampling_offsets projection, pixels of each level); logits [N, Lq, M, L*P]
-    (the attention_weights projection) -> [N, Lq, M*D] float32: MSDeformAttn's sampling for point
-    references, softmax (or `sigmoid`) included."""
-    out = sample_from_offsets(_f32(value), spatial_shapes, reference_points, offsets, logits, sigmoid)
-    n, lq, m, d = out.shape
-    return torch.from_numpy(out).view(n, lq, m * d)
-
-
-def sample_from_offsets(value: np.ndarray, spatial_shapes, reference_points, offsets, logits, sigmoid: bool,
-                        bf16_out: bool = False) -> np.ndarray:
-    """`ms_deform_attn_from_offsets` on numpy arrays, -> [N, Lq, M, D]. `value`, `offsets` and `logits`
-    float32, or uint16 holding bf16 bits (what a bf16 runtime hands over: half the bytes to read); `bf16_out`: the
-    result as bf16 bits (uint16, rounded to nearest even), else float32. Accumulates in float32."""
-    _, from_offsets = _kernels()
+def sample_from_offsets(value, spatial_shapes: Sequence[Tuple[int, int]], reference_points, offsets, logits,
+                        sigmoid: bool = False, bf16_out: bool = False) -> np.ndarray:
+    """MSDeformAttn's sampling for point references, from its projections: value [N, S, M, D];
+    reference_points [N, Lq, L, 2] (x, y in [0, 1]); offsets [N, Lq, M, L, P, 2] (the sampling_offsets
+    projection, pixels of each level); logits [N, Lq, M, L*P] (the attention_weights projection:
+    softmax over a head's samples, or each one's `sigmoid`) -> [N, Lq, M, D], no autograd. Arrays or
+    tensors; value, offsets and logits may be uint16 arrays of bf16 bits (what a bf16 runtime hands
+    over: half the bytes to read). `bf16_out`: the result as bf16 bits (uint16, rounded to nearest
+    even), else float32. Computes in float32."""
+    from_offsets = _kernel()
     v, off, lg = (np.ascontiguousarray(a) if isinstance(a, np.ndarray) and a.dtype == np.uint16 else _f32(a)
                   for a in (value, offsets, logits))
     ref = _f32(reference_points)
     shapes, starts = _levels(spatial_shapes)
-    _check(v, shapes, off, "offsets")
+    _check(v, shapes, off)
     n, lq, m, n_levels, n_points, _ = off.shape
     if ref.shape != (n, lq, n_levels, 2):
-        raise ValueError(f"ms_deform_attn_from_offsets: reference_points must be {(n, lq, n_levels, 2)}, "
+        raise ValueError(f"sample_from_offsets: reference_points must be {(n, lq, n_levels, 2)}, "
                          f"got {ref.shape}")
+    if lg.size != n * lq * m * n_levels * n_points:
+        raise ValueError(f"sample_from_offsets: logits must be {(n, lq, m, n_levels * n_points)}, "
+                         f"got {lg.shape}")
     lg = lg.reshape(n, lq, m, n_levels * n_points)
     out = np.empty((n, lq, m, v.shape[3]), np.uint16 if bf16_out else np.float32)
     _set_threads()

@@ -13,6 +13,7 @@ from hypothesis import given, settings, strategies as st
 from models import ms_deform_attn_ops as ops
 from models.ms_deform_attn import MSDeformAttn, ms_deform_attn, ms_deform_attn_reference
 from models.ms_deform_attn_ops import ms_deform_attn_fast, ms_deform_attn_gather
+from tests.helpers import random_inputs
 
 REPO = Path(__file__).resolve().parents[1]
 HAS_CUDA = torch.cuda.is_available()
@@ -24,15 +25,6 @@ def level_starts(shapes):
         starts.append(total)
         total += h * w
     return starts
-
-
-def random_inputs(shapes, n=2, lq=5, m=3, d=4, p=2, low=-0.3, high=1.3, dtype=torch.float32, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    s = sum(h * w for h, w in shapes)
-    value = torch.randn(n, s, m, d, generator=gen, dtype=dtype)
-    loc = torch.rand(n, lq, m, len(shapes), p, 2, generator=gen, dtype=dtype) * (high - low) + low
-    weights = torch.rand(n, lq, m, len(shapes), p, generator=gen, dtype=dtype)
-    return value, loc, weights
 
 
 @st.composite

@@ -6,17 +6,24 @@ from hypothesis import given, settings, strategies as st
 
 from models import ms_deform_attn_numba as numba_attn
 from models.ms_deform_attn import ms_deform_attn_reference
+from tests.helpers import random_inputs
 
 pytestmark = pytest.mark.skipif(not numba_attn.available(), reason="numba is not installed (requirements.txt)")
 
 
-def inputs(shapes, n, lq, m, d, p, low, high, seed):
-    gen = torch.Generator().manual_seed(seed)
-    s = sum(h * w for h, w in shapes)
-    value = torch.randn(n, s, m, d, generator=gen)
-    loc = torch.rand(n, lq, m, len(shapes), p, 2, generator=gen) * (high - low) + low
-    weights = torch.rand(n, lq, m, len(shapes), p, generator=gen)
-    return value, loc, weights
+def sample(value, shapes, locations, logits):
+    """The kernel at `locations` [N, Lq, M, L, P, 2] with softmax weights of `logits` [N, Lq, M, L, P]:
+    zero references, offsets in pixels of each level."""
+    n, lq = locations.shape[:2]
+    size = torch.tensor([[w, h] for h, w in shapes], dtype=torch.float32)
+    out = numba_attn.sample_from_offsets(value, shapes, torch.zeros(n, lq, len(shapes), 2),
+                                         locations * size[None, None, None, :, None, :], logits)
+    return torch.from_numpy(out).flatten(2)
+
+
+def attention(logits):
+    """The weights the kernel computes from `logits` [N, Lq, M, L, P]: softmax over a head's samples."""
+    return logits.flatten(3).softmax(-1).view(logits.shape)
 
 
 @st.composite
@@ -32,11 +39,11 @@ def cases(draw):
 @given(cases())
 def test_kernel_matches_reference(case):
     shapes, dims, low, high, seed = case
-    value, loc, weights = inputs(shapes, low=low, high=high, seed=seed, **dims)
-    out = numba_attn.ms_deform_attn_numba(value, shapes, loc, weights)
+    value, loc, logits = random_inputs(shapes, low=low, high=high, seed=seed, **dims)
+    out = sample(value, shapes, loc, logits)
     assert out.shape == (dims["n"], dims["lq"], dims["m"] * dims["d"]) and out.dtype == torch.float32
     if dims["lq"]:
-        assert (out - ms_deform_attn_reference(value, shapes, loc, weights)).abs().max().item() <= 1e-5
+        assert (out - ms_deform_attn_reference(value, shapes, loc, attention(logits))).abs().max().item() <= 1e-5
 
 
 @settings(max_examples=40, deadline=None)
@@ -53,31 +60,32 @@ def test_from_offsets_is_the_modules_locations_and_weights(case, sigmoid):
     size = torch.tensor([[w, h] for h, w in shapes], dtype=torch.float32)
     locations = reference[:, :, None, :, None, :] + offsets / size[None, None, None, :, None, :]
     weights = (logits.sigmoid() if sigmoid else logits.softmax(-1)).view(n, lq, m, len(shapes), p)
-    out = numba_attn.ms_deform_attn_from_offsets(value, shapes, reference, offsets, logits, sigmoid)
+    out = torch.from_numpy(numba_attn.sample_from_offsets(value, shapes, reference, offsets, logits, sigmoid))
     if lq:
-        assert (out - ms_deform_attn_reference(value, shapes, locations, weights)).abs().max().item() <= 2e-5
+        assert (out.flatten(2) - ms_deform_attn_reference(value, shapes, locations, weights)).abs().max().item() <= 2e-5
 
 
 def test_far_and_infinite_points_sample_nothing():
     shapes = [(3, 4), (1, 1)]
-    value, loc, weights = inputs(shapes, 1, 4, 2, 3, 2, 0.0, 1.0, 0)
+    value, loc, logits = random_inputs(shapes, 1, 4, 2, 3, 2, 0.0, 1.0, seed=0)
     loc[0, 0], loc[0, 1], loc[0, 2] = 1e9, -float("inf"), float("inf")
-    out = numba_attn.ms_deform_attn_numba(value, shapes, loc, weights)
+    out = sample(value, shapes, loc, logits)
     assert out[0, :3].abs().max().item() == 0.0
-    assert (out[0, 3] - ms_deform_attn_reference(value, shapes, loc[:, 3:], weights[:, 3:])[0, 0]).abs().max() <= 1e-6
+    expected = ms_deform_attn_reference(value, shapes, loc[:, 3:], attention(logits[:, 3:]))[0, 0]
+    assert (out[0, 3] - expected).abs().max() <= 1e-6
 
 
 def test_bad_shapes_name_what_was_expected():
     shapes = [(3, 4)]
-    value, loc, weights = inputs(shapes, 1, 4, 2, 3, 2, 0.0, 1.0, 0)
+    value, loc, logits = random_inputs(shapes, 1, 4, 2, 3, 2, 0.0, 1.0, seed=0)
     with pytest.raises(ValueError, match="cover value's S=12"):
-        numba_attn.ms_deform_attn_numba(value, [(3, 5)], loc, weights)
+        sample(value, [(3, 5)], loc, logits)
     with pytest.raises(ValueError, match=r"\[N, Lq, M, L, P, 2\]"):
-        numba_attn.ms_deform_attn_numba(value, shapes, loc[..., :1], weights)
-    with pytest.raises(ValueError, match="attention_weights must be"):
-        numba_attn.ms_deform_attn_numba(value, shapes, loc, weights[..., :1])
+        numba_attn.sample_from_offsets(value, shapes, torch.zeros(1, 4, 1, 2), loc[..., :1], logits)
+    with pytest.raises(ValueError, match="logits must be"):
+        sample(value, shapes, loc, logits[..., :1])
     with pytest.raises(ValueError, match="reference_points must be"):
-        numba_attn.ms_deform_attn_from_offsets(value, shapes, torch.rand(1, 4, 2), loc, torch.rand(1, 4, 2, 2))
+        numba_attn.sample_from_offsets(value, shapes, torch.rand(1, 4, 2), loc, logits)
 
 
 def _bf16_bits(t: torch.Tensor):
