@@ -218,8 +218,12 @@ def main(argv=None):
                         help="compare backends side by side: torch, onnxruntime, openvino, each :fp32 (default) or :bf16")
     parser.add_argument("--emulate_bf16", action="store_true",
                         help="with --backends: run bf16 even on a CPU without bf16 instructions (emulated)")
+    parser.add_argument("--peak_probe", default=None, help=argparse.SUPPRESS)  # peak_in_own_process's child
+    parser.add_argument("--probe_graphs", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.peak_probe:
+        return peak_probe(args)
     if args.backends:
         from models.backends import check_backend
         from models.export import MissingRuntime
@@ -312,7 +316,6 @@ class PeakRss:
 
 
 def compare_backends(args, specs):
-    from models.backends import ExportedNetwork
     from models.export import export_network
     from util.device import BF16_ENV, cpu_bf16_supported
     if args.emulate_bf16:
@@ -327,17 +330,11 @@ def compare_backends(args, specs):
         t0 = time.perf_counter()
         paths = export_network(model, tmp.name, metadata={"config": "benchmark stand-in, configs/motrv2.args"})
         print(f"exported encode/decode graphs in {time.perf_counter() - t0:.1f} s")
-    runners = {}
+    runners, own_peaks = {}, {}
     for backend, precision in specs:
-        if backend == "torch":
-            network, amp = model, ("bf16" if precision == "bf16" else "off")
-            ran = "bf16" if precision == "bf16" and cpu_bf16_supported() else "fp32"
-        else:
-            network = ExportedNetwork(model, paths, backend, threads=args.threads, precision=precision)
-            amp, ran = "off", network.precision
-        name = f"{backend} {precision}" + ("" if ran == precision else f" (ran {ran})")
-        runners[name] = (network, Tracker(network, TrackerConfig.from_flags(memory="none"), device=device, amp=amp,
-                                          input_size=INPUT_RULE), [])
+        name, network, tracker = backend_runner(model, paths, backend, precision, args.threads)
+        runners[name] = (network, tracker, [])
+        own_peaks[name] = (backend, precision)
     rss = PeakRss()
     from models.inputs import image_to_input
     for size in args.sizes:
@@ -367,8 +364,10 @@ def compare_backends(args, specs):
         upstream = run_upstream(args.upstream, hw, (img, proposals), args.frames, args.threads) if args.upstream else None
         print(f"\n== input {x.shape[2]}x{x.shape[3]}, 60 proposals, {args.threads} threads, best of {args.frames} "
               f"frames ==")
+        alone = {name: peak_in_own_process(f"{b}:{p}", size, args.threads, tmp.name if paths else None,
+                                           args.emulate_bf16) for name, (b, p) in own_peaks.items()}
         print(f"{'backend':<34}{'encode':>9}{'decode':>9}{'tracker':>9}{'s/frame':>9}{'FPS':>7}{'vs first':>9}"
-              f"{'vs upstream':>12}{'peak MB':>9}")
+              f"{'vs upstream':>12}{'peak MB':>9}{'alone MB':>10}")
         base = None
         for name, (_, _, frames) in runners.items():
             total, st = min(frames, key=lambda f: f[0])
@@ -376,14 +375,72 @@ def compare_backends(args, specs):
             base = base or total
             vs_up = f"{total / upstream:>11.2f}x" if upstream else f"{'':>12}"
             print(f"{name:<34}{enc:>9.3f}{dec:>9.3f}{total - enc - dec:>9.3f}{total:>9.3f}{1 / total:>7.2f}"
-                  f"{total / base:>8.2f}x{vs_up}{rss.peaks[name]:>9.0f}")
+                  f"{total / base:>8.2f}x{vs_up}{rss.peaks[name]:>9.0f}{alone[name]:>10.0f}")
         if upstream:
             print(f"{'upstream MOTRv2, own CPU path':<34}{'':>27}{upstream:>9.3f}{1 / upstream:>7.2f}"
                   f"{upstream / base:>8.2f}x{1.0:>11.2f}x")
+        print("peak MB: this process's resident set while the backend ran (every backend is loaded here); alone MB: "
+              "the peak of a process holding the network and tracking two frames on that backend only")
     rss.stop()
     tmp.cleanup()
     return 0
 
 
+def backend_runner(model, paths, backend: str, precision: str, threads: int):
+    """(table name, network, Tracker) of the stand-in `model` on `backend` at `precision`; the
+    exported backends run the graphs in `paths`."""
+    from models.backends import ExportedNetwork
+    from util.device import cpu_bf16_supported
+    if backend == "torch":
+        network, amp = model, ("bf16" if precision == "bf16" else "off")
+        ran = "bf16" if precision == "bf16" and cpu_bf16_supported() else "fp32"
+    else:
+        network = ExportedNetwork(model, paths, backend, threads=threads, precision=precision)
+        amp, ran = "off", network.precision
+    name = f"{backend} {precision}" + ("" if ran == precision else f" (ran {ran})")
+    tracker = Tracker(network, TrackerConfig.from_flags(memory="none"), device=torch.device("cpu"), amp=amp,
+                      input_size=INPUT_RULE)
+    return name, network, tracker
+
+
+def peak_in_own_process(spec: str, size: str, threads: int, graphs, emulate_bf16: bool) -> float:
+    """Peak resident MB of a fresh process (`--peak_probe`) that holds the stand-in network and
+    tracks two frames of `size` on one backend (the network, the runtime's compiled graphs and
+    buffers: what a user's process holds); nan if it fails."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--peak_probe", spec, "--sizes", size,
+           "--threads", str(threads)] + (["--probe_graphs", graphs] if graphs else []) \
+        + (["--emulate_bf16"] if emulate_bf16 else [])
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    if out.returncode != 0:
+        print(f"warning: the peak-memory probe of {spec} failed:\n{out.stderr[-1500:]}", file=sys.stderr)
+        return float("nan")
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"]
+
+
+def peak_probe(args) -> int:
+    """`--peak_probe SPEC`: two frames on one backend in this (fresh) process; prints its peak RSS."""
+    from models.inputs import image_to_input
+    from util.device import BF16_ENV
+    if args.emulate_bf16:
+        os.environ[BF16_ENV] = "emulate"
+    backend, precision = parse_backend(args.peak_probe)
+    model = build_model(False, torch.device("cpu")).optimize_for_inference()
+    paths = None
+    if backend != "torch":
+        paths = {p.stem: p for p in Path(args.probe_graphs).glob("*.onnx")}
+    hw = tuple(int(v) for v in args.sizes[0].lower().split("x"))
+    img, proposals = make_frame(hw)
+    x = image_to_input(img, *(INPUT_RULE if hw[0] >= 800 else hw))[None]
+    rss = PeakRss()
+    rss.label = "run"  # from here: what tracking holds (not the stand-in weights' one-off making)
+    _, _, tracker = backend_runner(model, paths, backend, precision, args.threads)
+    for _ in range(2):
+        tracker.track(x, proposals, hw)
+    rss.label = None
+    rss.stop()
+    print(json.dumps({"peak_mb": max(rss.peaks["run"], PeakRss.rss_mb())}))
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
