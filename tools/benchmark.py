@@ -16,8 +16,9 @@ and the Python API (`Tracker.update(dets, bgr_frame)`, resize included), with th
 `--backends B[:PRECISION] ...` instead times the tracker step (`Tracker.track`: encode + decode +
 tracker) on each backend (torch, onnxruntime, openvino; fp32 or bf16), interleaved frame by frame
 on the same input, split into encode, decode and the tracker's own Python (queries, ids, QIM,
-output filter), with peak resident memory while each backend runs and the ratio against the first
-backend and against upstream's CPU path (`--upstream`, run in the same invocation). The exported
+output filter), with peak resident memory while each backend runs (this process holds them all) and
+alone (a fresh process per backend holding the network and tracking two frames), and the ratio
+against the first backend and against upstream's CPU path (`--upstream`, run in the same invocation). The exported
 backends run graphs exported once from the same stand-in weights. bf16 on a CPU without bf16
 instructions falls back to fp32 (the table says which precision ran); `--emulate_bf16` runs it
 emulated instead (for quality checks; slow).
