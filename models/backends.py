@@ -12,8 +12,9 @@ cache: exported on first use into `$MOTR_EXPORT_CACHE` (default `~/.cache/motrv2
 one folder per (checkpoint sha256, network configuration, input size rule, export format).
 
 Precision: float32 by default; `--amp bf16` asks OpenVINO for bf16 inference
-(INFERENCE_PRECISION_HINT) where the CPU has bf16 (`ov.Core` reports "BF16"), else runs float32
-with a warning; onnxruntime's CPU provider has no bf16 path and warns the same way.
+(INFERENCE_PRECISION_HINT) of the encoder's layers where the CPU has bf16 (`ov.Core` reports
+"BF16"; the stem and the decoder stay float32, as under torch), else runs float32 with a warning;
+onnxruntime's CPU provider has no bf16 path and warns the same way.
 """
 from __future__ import annotations
 
@@ -187,9 +188,9 @@ class OpenVinoGraph:
     the other inputs (the query count) stay dynamic.
 
     `bf16_io`: inputs and outputs that cross the graph's boundary as bf16 (numpy uint16 arrays of bf16
-    bits) when it runs in bf16: between the encoder's stages, where the runtime would otherwise
-    convert every tensor to float32 on the way out and back on the way in (a quarter of a stage's
-    time at 800x1422)."""
+    bits) under --amp bf16 on a CPU with bf16: between the encoder's stages, where the runtime would
+    otherwise convert every tensor to float32 on the way out and back on the way in (a quarter of a
+    stage's time at 800x1422); the float32 stem rounds its outputs once, as the next stage would."""
 
     KEEP = 2
 
@@ -200,7 +201,8 @@ class OpenVinoGraph:
             precision = "fp32"
         self.core = ov.Core()
         self.path, self.static = str(path), tuple(static)
-        self.bf16_io = frozenset(bf16_io) if precision == "bf16" else frozenset()
+        # Given only under --amp bf16 (the float32 stem then hands over bf16 too); empty without bf16.
+        self.bf16_io = frozenset(bf16_io) if bf16_io and openvino_has_bf16() else frozenset()
         self.config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(threads),
                        "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
         self.precision = precision
@@ -289,19 +291,21 @@ class ExportedNetwork:
             if backend != "openvino":
                 return {}
             return {"static": STATIC_INPUTS.get(g, STAGE_STATIC),
-                    "bf16_io": bf16_io.get(g, STEP_BF16_IO) if g in stages else ()}
-        # bf16 covers the encoding only, as under torch autocast (models/tracker.py): the decoder's
-        # graph runs float32, where bf16 rounding would move boxes from frame to frame (and OpenVINO
-        # runs it faster in float32: its value projections are not bf16 kernels there).
-        self.graphs = {g: runtime(self.paths[g], threads, "fp32" if g == "decode" else precision, device, **extra(g))
+                    "bf16_io": bf16_io.get(g, STEP_BF16_IO) if g in stages and precision == "bf16" else ()}
+        # bf16 covers the encoder's layers only, as under torch autocast (models/tracker.py): the stem
+        # (backbone, projections) and the decoder's graph run float32. A bf16 backbone moved the demo's
+        # +OFS row by +0.64 HOTA on an AVX512-BF16 CPU (-0.00 on AMX; +/-0.01 with the stem in float32),
+        # and bf16 rounding in the decoder would move boxes from frame to frame.
+        full = {"decode"} | ({stages[0]} if self.staged else set())
+        self.graphs = {g: runtime(self.paths[g], threads, "fp32" if g in full else precision, device, **extra(g))
                        for g in names}
         self.stages = [self.graphs[g] for g in stages] if self.staged else []
-        first = self.graphs[names[0]]
-        self.precision = first.precision
+        encoder = self.stages[-1] if self.staged else self.graphs["encode"]
+        self.precision = encoder.precision
         self.sigmoid_attn = bool(network.transformer.encoder.layers[0].self_attn.sigmoid_attn)
         self.bf16_between_stages = self.staged and bool(getattr(self.stages[0], "bf16_io", ()))
-        _log.info("network on %s (%s), %s, %d threads%s", backend, ", ".join(first.providers), self.precision,
-                  threads, ", encoder in stages" if self.staged else "")
+        _log.info("network on %s (%s), %s, %d threads%s", backend, ", ".join(encoder.providers), self.precision,
+                  threads, ", encoder in stages (stem float32)" if self.staged else "")
 
     def __getattr__(self, name):
         if name in ("network", "graphs"):  # not yet set: no recursion

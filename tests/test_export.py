@@ -149,14 +149,17 @@ def test_backend_gives_torchs_outputs_at_any_size_and_query_count(small, backend
 
 @pytest.mark.skipif(not (_have("openvino") and backends.openvino_has_bf16()), reason="needs OpenVINO on a CPU with bf16")
 def test_openvino_bf16_stages_hand_over_bf16_and_stay_close_to_fp32(small, monkeypatch):
-    """Under bf16 the stages pass what OpenVINO holds in bf16 as bf16 bits (the tokens stay float32);
-    the encoding stays within bf16's rounding of the float32 one, with the kernel or the gather path."""
+    """Under bf16 the stages pass what OpenVINO holds in bf16 as bf16 bits (the tokens stay float32;
+    the float32 stem hands over bf16 too); the encoding stays within bf16's rounding of the float32 one, with the kernel or the gather path."""
     _, _, _, network, paths = small
     image = torch.randn(1, 3, 96, 160, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
         expected = network.encode(image).tokens
     exported = ExportedNetwork(network, paths, "openvino", threads=1, precision="bf16")
     assert exported.precision == "bf16" and exported.bf16_between_stages
+    # bf16 covers the encoder's layers; the stem (backbone) and the decoder run float32, as under torch
+    assert [g.precision for g in exported.stages] == ["fp32"] + ["bf16"] * (len(exported.stages) - 1)
+    assert exported.graphs["decode"].precision == "fp32"
     tokens = exported.encode(image).tokens
     assert tokens.dtype == torch.float32
     assert ((tokens - expected).norm() / expected.norm()).item() < 0.03
