@@ -425,10 +425,12 @@ def peak_probe(args) -> int:
     if args.emulate_bf16:
         os.environ[BF16_ENV] = "emulate"
     backend, precision = parse_backend(args.peak_probe)
-    model = build_model(False, torch.device("cpu")).optimize_for_inference()
     paths = None
-    if backend != "torch":
-        paths = {p.stem: p for p in Path(args.probe_graphs).glob("*.onnx")}
+    if backend != "torch":  # checked before the network is built
+        paths = {p.stem: p for p in Path(args.probe_graphs or "").glob("*.onnx")} if args.probe_graphs else {}
+        if "decode" not in paths:
+            raise SystemExit(f"--peak_probe {args.peak_probe}: no exported graphs in --probe_graphs {args.probe_graphs}")
+    model = build_model(False, torch.device("cpu")).optimize_for_inference()
     hw = tuple(int(v) for v in args.sizes[0].lower().split("x"))
     img, proposals = make_frame(hw)
     x = image_to_input(img, *(INPUT_RULE if hw[0] >= 800 else hw))[None]
