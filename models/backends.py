@@ -18,6 +18,7 @@ onnxruntime's CPU provider has no bf16 path and warns the same way.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -136,7 +137,7 @@ class OnnxRuntimeGraph:
         # No spin-waiting after a run: between the encoder's stages the sampling kernel needs the cores
         # (measured: the sampling took 1.7x longer beside spinning onnxruntime threads).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if _shared_cpu_arena(ort):
+        if shared_cpu_arena():
             # One arena for every session of the process: the encoder's stages run one after another,
             # each with its own arena they held 4.7 GB at 800x1422, sharing one 1.9 GB, no slower.
             options.add_session_config_entry("session.use_env_allocators", "1")
@@ -152,21 +153,18 @@ class OnnxRuntimeGraph:
         return self.session.run(None, dict(feeds))  # fresh arrays every call
 
 
-_SHARED_ARENA = []  # [registered?], once per process
-
-
-def _shared_cpu_arena(ort) -> bool:
-    """Register one CPU arena allocator with onnxruntime's process-wide environment (once); whether
+@functools.lru_cache(maxsize=None)  # once per process: the environment is onnxruntime's, process-wide
+def shared_cpu_arena() -> bool:
+    """Register one CPU arena allocator with onnxruntime's process-wide environment; whether
     sessions can use it."""
-    if not _SHARED_ARENA:
-        try:
-            info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
-            ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, -1, -1, -1))
-            _SHARED_ARENA.append(True)
-        except Exception as exc:  # noqa: BLE001  (an older onnxruntime, or one registered elsewhere)
-            _log.debug("onnxruntime: no shared CPU arena (%s); one arena per session", exc)
-            _SHARED_ARENA.append(False)
-    return _SHARED_ARENA[0]
+    ort = require("onnxruntime", "run --backend onnxruntime")
+    try:
+        info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+        ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, -1, -1, -1))
+        return True
+    except Exception as exc:  # noqa: BLE001  (an older onnxruntime, or one registered elsewhere)
+        _log.debug("onnxruntime: no shared CPU arena (%s); one arena per session", exc)
+        return False
 
 
 def openvino_has_bf16() -> bool:
@@ -196,13 +194,14 @@ class OpenVinoGraph:
 
     def __init__(self, path, threads: int, precision: str = "fp32", device: str = "cpu", static=(), bf16_io=()):
         self.ov = ov = require("openvino", "run --backend openvino")
-        if precision == "bf16" and not openvino_has_bf16():
+        has_bf16 = (precision == "bf16" or bool(bf16_io)) and openvino_has_bf16()
+        if precision == "bf16" and not has_bf16:
             bf16_fallback_warning("openvino")
             precision = "fp32"
         self.core = ov.Core()
         self.path, self.static = str(path), tuple(static)
         # Given only under --amp bf16 (the float32 stem then hands over bf16 too); empty without bf16.
-        self.bf16_io = frozenset(bf16_io) if bf16_io and openvino_has_bf16() else frozenset()
+        self.bf16_io = frozenset(bf16_io) if has_bf16 else frozenset()
         self.config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(threads),
                        "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
         self.precision = precision

@@ -127,7 +127,7 @@ def test_backend_gives_torchs_outputs_at_any_size_and_query_count(small, backend
     exported = ExportedNetwork(network, paths, backend, threads=1)
     assert exported.staged == (encoder != "whole")
     if backend == "onnxruntime":  # the stages' sessions share one arena (2.5x less memory at 800x1422)
-        assert backends._SHARED_ARENA == [True]
+        assert backends.shared_cpu_arena() is True
     g = torch.Generator().manual_seed(2)
     for hw, n_proposals in (((96, 160), 3), ((128, 96), 9)):  # neither is the traced size
         image = torch.randn(1, 3, *hw, generator=g)
@@ -150,7 +150,8 @@ def test_backend_gives_torchs_outputs_at_any_size_and_query_count(small, backend
 @pytest.mark.skipif(not (_have("openvino") and backends.openvino_has_bf16()), reason="needs OpenVINO on a CPU with bf16")
 def test_openvino_bf16_stages_hand_over_bf16_and_stay_close_to_fp32(small, monkeypatch):
     """Under bf16 the stages pass what OpenVINO holds in bf16 as bf16 bits (the tokens stay float32;
-    the float32 stem hands over bf16 too); the encoding stays within bf16's rounding of the float32 one, with the kernel or the gather path."""
+    the float32 stem hands over bf16 too); the encoding stays within bf16's rounding of the float32
+    one, with the kernel or the gather path."""
     _, _, _, network, paths = small
     image = torch.randn(1, 3, 96, 160, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():

@@ -135,7 +135,7 @@ class VariantRunner:
         timer.wrap(self.tracker.ids if self.path != "upstream_api" else model.track_base, "update", "post-processing")
         timer.wrap(model.track_embed, "forward", "post-processing")
         grad = torch.inference_mode() if self.inference_mode else torch.no_grad()
-        rule = INPUT_RULE if hw[0] >= 800 else hw
+        rule = input_rule(hw)
         try:
             with grad, autocast_context(self.device, self.amp):
                 t0 = time.perf_counter()
@@ -169,6 +169,16 @@ class VariantRunner:
 INPUT_RULE = (800, 1536)  # short side, long-side cap: submit_dance's resize
 
 
+def parse_size(text: str):
+    """`--sizes` HxW -> (H, W)."""
+    return tuple(int(v) for v in text.lower().split("x"))
+
+
+def input_rule(hw):
+    """The resize of a frame of `hw`: submit_dance's at full size, smaller benchmark sizes as given."""
+    return INPUT_RULE if hw[0] >= 800 else hw
+
+
 def pixel_dets(proposals: torch.Tensor, hw) :
     """Normalised cx, cy, w, h, score proposals as the Python API's pixel x1, y1, x2, y2, conf."""
     h, w = hw
@@ -195,7 +205,7 @@ def run_upstream(upstream: str, hw, frame, reps: int, threads: int) -> float:
     from models.inputs import image_to_input
     img, proposals = frame
     with tempfile.TemporaryDirectory() as tmp:
-        x = image_to_input(img, *(INPUT_RULE if hw[0] >= 800 else hw))
+        x = image_to_input(img, *input_rule(hw))
         torch.save({"img": x[None], "proposals": proposals}, os.path.join(tmp, "input.pt"))
         cmd = [sys.executable, str(REPO / "tools" / "_upstream_driver.py"), upstream, os.path.join(tmp, "input.pt"),
                str(hw[0]), str(hw[1]), str(reps), str(threads), str(REPO / "util" / "standin_weights.py")]
@@ -223,6 +233,9 @@ def main(argv=None):
     parser.add_argument("--probe_graphs", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.emulate_bf16:
+        from util.device import BF16_ENV
+        os.environ[BF16_ENV] = "emulate"
     if args.peak_probe:
         return peak_probe(args)
     if args.backends:
@@ -245,7 +258,7 @@ def main(argv=None):
     fused = build_model(False, device).optimize_for_inference()
     fused_memory = build_model(True, device).optimize_for_inference()
     for size in args.sizes:
-        hw = tuple(int(v) for v in size.lower().split("x"))
+        hw = parse_size(size)
         frame = make_frame(hw)
         variants = {
             "plain (reference attention, no_grad)": (plain, False, False, "off"),
@@ -318,9 +331,7 @@ class PeakRss:
 
 def compare_backends(args, specs):
     from models.export import export_network
-    from util.device import BF16_ENV, cpu_bf16_supported
-    if args.emulate_bf16:
-        os.environ[BF16_ENV] = "emulate"
+    from util.device import cpu_bf16_supported
     device = torch.device("cpu")
     print(f"device: cpu ({args.threads} threads), torch {torch.__version__}; native bf16: {cpu_bf16_supported()}"
           f"{' (emulated: --emulate_bf16)' if args.emulate_bf16 else ''}")
@@ -339,9 +350,9 @@ def compare_backends(args, specs):
     rss = PeakRss()
     from models.inputs import image_to_input
     for size in args.sizes:
-        hw = tuple(int(v) for v in size.lower().split("x"))
+        hw = parse_size(size)
         img, proposals = make_frame(hw)
-        x = image_to_input(img, *(INPUT_RULE if hw[0] >= 800 else hw))[None]
+        x = image_to_input(img, *input_rule(hw))[None]
         for _, tracker, frames in runners.values():
             tracker.reset()
             frames.clear()
@@ -421,19 +432,16 @@ def peak_in_own_process(spec: str, size: str, threads: int, graphs, emulate_bf16
 def peak_probe(args) -> int:
     """`--peak_probe SPEC`: two frames on one backend in this (fresh) process; prints its peak RSS."""
     from models.inputs import image_to_input
-    from util.device import BF16_ENV
-    if args.emulate_bf16:
-        os.environ[BF16_ENV] = "emulate"
     backend, precision = parse_backend(args.peak_probe)
     paths = None
     if backend != "torch":  # checked before the network is built
-        paths = {p.stem: p for p in Path(args.probe_graphs or "").glob("*.onnx")} if args.probe_graphs else {}
+        paths = {p.stem: p for p in Path(args.probe_graphs).glob("*.onnx")} if args.probe_graphs else {}
         if "decode" not in paths:
             raise SystemExit(f"--peak_probe {args.peak_probe}: no exported graphs in --probe_graphs {args.probe_graphs}")
     model = build_model(False, torch.device("cpu")).optimize_for_inference()
-    hw = tuple(int(v) for v in args.sizes[0].lower().split("x"))
+    hw = parse_size(args.sizes[0])
     img, proposals = make_frame(hw)
-    x = image_to_input(img, *(INPUT_RULE if hw[0] >= 800 else hw))[None]
+    x = image_to_input(img, *input_rule(hw))[None]
     rss = PeakRss()
     rss.label = "run"  # from here: what tracking holds (not the stand-in weights' one-off making)
     _, _, tracker = backend_runner(model, paths, backend, precision, args.threads)
