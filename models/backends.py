@@ -23,6 +23,8 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Dict, Mapping, Optional
@@ -80,9 +82,10 @@ def cache_key(checkpoint: str, args) -> str:
 
 
 def exported_graphs(network, args, onnx_dir: Optional[str] = None) -> Dict[str, Path]:
-    """{graph: path} of `network`'s exported graphs: those in `onnx_dir` (checked against `args`'s
-    network configuration; the encoder's stages are optional there), else the cache's for
-    `args.resume`, exporting them on a miss."""
+    """{graph: path} of `network`'s exported graphs: those in `onnx_dir` (each checked: readable,
+    the graph its name says, this code's export format, `args`'s network configuration; the
+    encoder's stages are optional there), else the cache's for `args.resume`, exporting them on a
+    miss. Every fault is a BackendError naming the file, raised before any frame."""
     names = GRAPHS + stage_names(len(network.transformer.encoder.layers))
     if onnx_dir:
         paths = {g: Path(onnx_dir) / f"{g}.onnx" for g in names}
@@ -91,23 +94,87 @@ def exported_graphs(network, args, onnx_dir: Optional[str] = None) -> Dict[str, 
             raise BackendError(f"--onnx_dir {onnx_dir}: no {', '.join(missing)} (write them with "
                                "tools/export_onnx.py)")
         paths = {g: p for g, p in paths.items() if p.is_file()}
-        for path in paths.values():
-            made_from = read_metadata(path).get("config")
-            if made_from is not None and json.loads(made_from) != json.loads(config_json(args)):
-                raise BackendError(f"{path} was exported from another network configuration ({made_from}) than this "
-                                   f"run's ({config_json(args)}): export it again with tools/export_onnx.py")
+        for name, path in paths.items():
+            check_graph_file(path, name, args)
         return paths
     if not getattr(args, "resume", None):
         raise BackendError("the export cache is keyed by the checkpoint: give --resume (or --onnx_dir)")
     folder = cache_root() / cache_key(args.resume, args)
     paths = {g: folder / f"{g}.onnx" for g in names}
-    if all(p.is_file() for p in paths.values()):
+    unfinished = unfinished_export(folder, names)
+    if unfinished is None:
         _log.info("exported graphs from the cache: %s", folder)
         return paths
-    t0 = time.perf_counter()
-    export_network(network, folder, metadata=graph_metadata(args))
-    _log.info("exported the network to %s in %.1f s", folder, time.perf_counter() - t0)
+    if folder.exists():
+        _log.warning("the export cache %s is incomplete (%s): exporting again", folder, unfinished)
+    export_into_cache(network, args, folder, names)
     return paths
+
+
+def check_graph_file(path: Path, name: str, args) -> None:
+    """Refuse a graph file that cannot serve as `name` for `args`'s network (BackendError naming it)."""
+    again = "copy it again or write it with tools/export_onnx.py"
+    try:
+        meta = read_metadata(path)
+    except Exception as exc:  # noqa: BLE001  (protobuf's DecodeError, an OSError: a truncated or foreign file)
+        raise BackendError(f"{path} is not a readable ONNX graph ({type(exc).__name__}: {exc}): {again}") from None
+    if meta.get("graph", name) != name:
+        raise BackendError(f"{path} holds the {meta['graph']!r} graph, not {name!r}: {again}")
+    made_as = meta.get("export_format", str(EXPORT_FORMAT))
+    if made_as != str(EXPORT_FORMAT):
+        raise BackendError(f"{path} is in export format {made_as}; this code runs format {EXPORT_FORMAT}: "
+                           "export it again with tools/export_onnx.py")
+    made_from = meta.get("config")
+    if made_from is not None and json.loads(made_from) != json.loads(config_json(args)):
+        raise BackendError(f"{path} was exported from another network configuration ({made_from}) than this "
+                           f"run's ({config_json(args)}): export it again with tools/export_onnx.py")
+
+
+# Written last into a cache folder, with each graph's size: a folder without it (an export cut short,
+# or one another process is still writing) is not used.
+MANIFEST = "manifest.json"
+
+
+def unfinished_export(folder: Path, names) -> Optional[str]:
+    """None when `folder` holds a finished export of the graphs `names`, else what is missing."""
+    try:
+        sizes = json.loads((folder / MANIFEST).read_text())["bytes"]
+        for g in names:
+            if (folder / f"{g}.onnx").stat().st_size != sizes[g]:
+                return f"{g}.onnx is not the size it was written at"
+    except FileNotFoundError as exc:
+        return f"no {Path(exc.filename).name}"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"{MANIFEST} unreadable or incomplete ({type(exc).__name__}: {exc})"
+    return None
+
+
+def export_into_cache(network, args, folder: Path, names) -> None:
+    """Export into a private folder beside `folder`, then move each graph into place (an atomic
+    rename each) and the manifest last: a process reading the cache meanwhile, or one exporting the
+    same key at once (shards of one run), never sees a partial file; an interrupted export leaves
+    nothing behind."""
+    root = folder.parent
+    hint = f"set {CACHE_ENV} to a writable folder or pass --onnx_dir"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(dir=root, prefix=f".{folder.name}-"))
+    except OSError as exc:
+        raise BackendError(f"cannot write the export cache {root} ({exc.strerror or exc}): {hint}") from None
+    try:
+        t0 = time.perf_counter()
+        export_network(network, work, metadata=graph_metadata(args))
+        sizes = {g: (work / f"{g}.onnx").stat().st_size for g in names}
+        (work / MANIFEST).write_text(json.dumps({"bytes": sizes}, sort_keys=True))
+        folder.mkdir(exist_ok=True)
+        for g in names:
+            os.replace(work / f"{g}.onnx", folder / f"{g}.onnx")
+        os.replace(work / MANIFEST, folder / MANIFEST)
+    except OSError as exc:
+        raise BackendError(f"exporting into the cache {folder} failed ({exc.strerror or exc}): {hint}") from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    _log.info("exported the network to %s in %.1f s", folder, time.perf_counter() - t0)
 
 
 def graph_metadata(args) -> Dict[str, str]:
@@ -207,10 +274,14 @@ class OpenVinoGraph:
         self.precision = precision
         self.providers = ["openvino CPU " + precision]
         self._compiled: Dict[tuple, tuple] = {}
+        # Read now, so that a file OpenVINO cannot read is refused before the first frame; compiled
+        # (for the frame's size) at the first call, which takes it.
+        self._read = self.core.read_model(self.path)
 
     def _compile(self, feeds):
         ov = self.ov
-        model = self.core.read_model(self.path)
+        model = self._read if self._read is not None else self.core.read_model(self.path)
+        self._read = None
         if self.static:
             model.reshape({inp.get_any_name(): (list(feeds[inp.get_any_name()].shape)
                                                 if inp.get_any_name() in self.static and inp.get_any_name() in feeds
@@ -296,8 +367,17 @@ class ExportedNetwork:
         # +OFS row by +0.64 HOTA on an AVX512-BF16 CPU (-0.00 on AMX; +/-0.01 with the stem in float32),
         # and bf16 rounding in the decoder would move boxes from frame to frame.
         full = {"decode"} | ({stages[0]} if self.staged else set())
-        self.graphs = {g: runtime(self.paths[g], threads, "fp32" if g in full else precision, device, **extra(g))
-                       for g in names}
+
+        def load(g):
+            try:
+                return runtime(self.paths[g], threads, "fp32" if g in full else precision, device, **extra(g))
+            except MissingRuntime:
+                raise
+            except Exception as exc:  # noqa: BLE001  (each runtime has its own error types)
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+                raise BackendError(f"{self.paths[g]}: {backend} cannot load it ({reason}): export it again "
+                                   f"(tools/export_onnx.py, or delete the file from the export cache)") from exc
+        self.graphs = {g: load(g) for g in names}
         self.stages = [self.graphs[g] for g in stages] if self.staged else []
         encoder = self.stages[-1] if self.staged else self.graphs["encode"]
         self.precision = encoder.precision

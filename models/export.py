@@ -216,7 +216,7 @@ def export_network(network, out_dir, metadata: Optional[Mapping[str, str]] = Non
     stamp = {"opset": str(OPSET), "export_format": str(EXPORT_FORMAT), **{k: str(v) for k, v in (metadata or {}).items()}}
     for name, (module, inputs, in_names, out_names, axes) in specs.items():
         path = out / f"{name}.onnx"
-        tmp = out / f".{name}.onnx.tmp"
+        tmp = out / f".{name}.{os.getpid()}.onnx.tmp"  # one per process: two exports into one folder do not collide
         with torch.no_grad(), export_attention(), _quiet_tracer():
             torch.onnx.export(module, inputs, str(tmp), input_names=list(in_names), output_names=list(out_names),
                               dynamic_axes=axes, opset_version=OPSET, dynamo=False, do_constant_folding=True)

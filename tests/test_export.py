@@ -11,6 +11,8 @@ import dataclasses
 import importlib
 import json
 import shutil
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,7 +73,26 @@ def _seed_cache(cache, ckpt, args, paths):
     folder.mkdir(parents=True)
     for name, path in paths.items():
         shutil.copy(path, folder / path.name)
+    _write_manifest(folder, paths)
     return folder
+
+
+def _write_manifest(folder, paths):
+    """What a finished cache export writes last (models/backends.py: export_into_cache)."""
+    sizes = {name: path.stat().st_size for name, path in paths.items()}
+    (folder / backends.MANIFEST).write_text(json.dumps({"bytes": sizes}))
+
+
+def _copy_export(paths):
+    """A stand-in for export_network (slow) writing the fixture's files into the folder it is given."""
+    calls = []
+
+    def export(net, folder, metadata=None):
+        calls.append(Path(folder))
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        for path in paths.values():
+            shutil.copy(path, Path(folder) / path.name)
+    return export, calls
 
 
 # -- the formulation ---------------------------------------------------------------------------------------
@@ -206,18 +227,15 @@ def test_tracker_update_on_a_backend_is_the_torch_tracker(small, backend, tmp_pa
 def test_export_cache_is_reused_and_keyed_by_checkpoint_config_and_size(small, tmp_path, monkeypatch):
     ckpt, config, args, network, paths = small
     monkeypatch.setenv(backends.CACHE_ENV, str(tmp_path))
-    calls = []
-
-    def export(net, folder, metadata=None):  # the fixture's files stand in for a real export (slow)
-        calls.append(folder)
-        folder.mkdir(parents=True)
-        for path in paths.values():
-            shutil.copy(path, folder / path.name)
+    export, calls = _copy_export(paths)
     monkeypatch.setattr(backends, "export_network", export)
     first = exported_graphs(network, args)
     again = exported_graphs(network, args)
     assert first == again and len(calls) == 1 and all(p.is_file() for p in first.values())
-    assert calls[0] == tmp_path / cache_key(ckpt, args)
+    assert {p.parent for p in first.values()} == {tmp_path / cache_key(ckpt, args)}
+    # exported beside the cache folder, then moved into it: nothing else is left behind
+    assert calls[0].parent == tmp_path and not calls[0].exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [cache_key(ckpt, args)]
     # The key follows the checkpoint's contents, the network configuration and the size rule, not the
     # tracker's thresholds.
     other = tmp_path / "other.pth"
@@ -231,6 +249,109 @@ def test_export_cache_is_reused_and_keyed_by_checkpoint_config_and_size(small, t
     # ... and the code the graphs are traced from (an older checkout's graphs are not reused).
     monkeypatch.setattr(backends, "traced_code_sha256", lambda: "0" * 64)
     assert cache_key(ckpt, args) not in keys
+
+
+def test_an_unfinished_cache_folder_is_exported_again(small, tmp_path, monkeypatch):
+    """A graph cut short (a full disk, a kill in an older version) or a folder with no manifest (an
+    export in progress elsewhere) is not run: the network is exported again, whole."""
+    ckpt, _, args, network, paths = small
+    monkeypatch.setenv(backends.CACHE_ENV, str(tmp_path))
+    export, calls = _copy_export(paths)
+    monkeypatch.setattr(backends, "export_network", export)
+    folder = _seed_cache(tmp_path, ckpt, args, paths)
+    stage = folder / "encode_stage1.onnx"
+    stage.write_bytes(stage.read_bytes()[:1000])
+    got = exported_graphs(network, args)
+    assert len(calls) == 1 and got["encode_stage1"].read_bytes() == paths["encode_stage1"].read_bytes()
+    (folder / backends.MANIFEST).unlink()
+    exported_graphs(network, args)
+    assert len(calls) == 2 and (folder / backends.MANIFEST).is_file()
+    exported_graphs(network, args)
+    assert len(calls) == 2  # finished: reused
+
+
+def test_a_run_starting_while_another_exports_never_gets_its_partial_files(small, tmp_path, monkeypatch):
+    """Two shards of a run started at once on an empty cache: the second, arriving while the first is
+    half-way through writing, exports for itself instead of running half-written graphs."""
+    ckpt, _, args, network, paths = small
+    monkeypatch.setenv(backends.CACHE_ENV, str(tmp_path))
+    half_written, release = threading.Event(), threading.Event()
+
+    def export(net, folder, metadata=None):
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        slow = not half_written.is_set()
+        for path in paths.values():  # the first halves of every file, then (the first exporter) a pause
+            (folder / path.name).write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+        if slow:
+            half_written.set()
+            release.wait(10)
+        for path in paths.values():
+            shutil.copy(path, folder / path.name)
+    monkeypatch.setattr(backends, "export_network", export)
+    first = {}
+    worker = threading.Thread(target=lambda: first.update(exported_graphs(network, args)))
+    worker.start()
+    assert half_written.wait(10)
+    try:
+        second = exported_graphs(network, args)
+        assert {g: p.read_bytes() for g, p in second.items()} == {g: paths[g].read_bytes() for g in second}
+    finally:
+        release.set()
+        worker.join(10)
+    assert first == second and all(p.read_bytes() == paths[g].read_bytes() for g, p in first.items())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [cache_key(ckpt, args)]
+
+
+def test_an_unwritable_export_cache_is_one_error_saying_what_to_do(small, tmp_path, monkeypatch):
+    _, _, args, network, _ = small
+    (tmp_path / "a_file").write_text("")
+    monkeypatch.setenv(backends.CACHE_ENV, str(tmp_path / "a_file" / "cache"))
+    monkeypatch.setattr(backends, "export_network", lambda *a, **k: pytest.fail("exported into an unwritable cache"))
+    with pytest.raises(BackendError, match=r"cannot write the export cache .*a_file.*set MOTR_EXPORT_CACHE"):
+        exported_graphs(network, args)
+
+
+def test_faulty_graph_files_in_onnx_dir_are_refused_naming_the_file(small, tmp_path):
+    _, _, args, network, paths = small
+
+    def folder_with(name, fault):
+        folder = tmp_path / name
+        folder.mkdir()
+        for path in paths.values():
+            shutil.copy(path, folder / path.name)
+        fault(folder)
+        return str(folder)
+
+    def truncate(folder):
+        data = (folder / "decode.onnx").read_bytes()
+        (folder / "decode.onnx").write_bytes(data[:len(data) // 3])
+
+    def swap(folder):
+        shutil.copy(folder / "encode_stage1.onnx", folder / "decode.onnx")
+
+    def old_format(folder):
+        model = onnx.load(str(folder / "encode.onnx"))
+        next(p for p in model.metadata_props if p.key == "export_format").value = "1"
+        onnx.save(model, str(folder / "encode.onnx"))
+    with pytest.raises(BackendError, match=r"decode\.onnx is not a readable ONNX graph"):
+        exported_graphs(network, args, folder_with("truncated", truncate))
+    with pytest.raises(BackendError, match=r"decode\.onnx holds the 'encode_stage1' graph"):
+        exported_graphs(network, args, folder_with("swapped", swap))
+    with pytest.raises(BackendError, match=r"encode\.onnx is in export format 1; this code runs format"):
+        exported_graphs(network, args, folder_with("old", old_format))
+
+
+@pytest.mark.parametrize("backend", RUNTIMES)
+def test_a_graph_the_runtime_cannot_load_is_refused_before_the_first_frame(small, backend, tmp_path):
+    _, _, _, network, paths = small
+    broken = dict(paths)
+    model = onnx.load(str(paths["encode_stage1"]))
+    model.graph.node[0].op_type = "NoSuchOperator"
+    broken["encode_stage1"] = tmp_path / "encode_stage1.onnx"
+    onnx.save(model, str(broken["encode_stage1"]))
+    with pytest.raises(BackendError, match=rf"encode_stage1\.onnx: {backend} cannot load it \(.+\): export it again"):
+        ExportedNetwork(network, broken, backend, threads=1)
 
 
 def _with(args, **changes):
