@@ -497,7 +497,8 @@ def test_parity_fixtures_on_the_backend(parity_graphs, backend, fixture):
 @pytest.mark.parametrize("backend", RUNTIMES)
 def test_submit_dance_on_a_backend_writes_the_torch_lines(small, backend, tmp_path, monkeypatch):
     """The CLI: submit_dance.py --backend X writes the lines --backend torch writes (same frames and
-    ids, boxes within 0.05 px), with the graphs from the export cache."""
+    ids, boxes within 0.05 px), with the graphs from the export cache; with --variants on the backend
+    each variant writes the file its own run writes."""
     import cv2
     import submit_dance
     ckpt, config, args, _, paths = small
@@ -525,6 +526,17 @@ def test_submit_dance_on_a_backend_writes_the_torch_lines(small, backend, tmp_pa
     for mine, ref in zip(lines[backend], lines["torch"]):
         m, e = mine.split(","), ref.split(",")
         assert m[:2] == e[:2] and all(abs(float(a) - float(b)) <= 0.05 for a, b in zip(m[2:6], e[2:6])), (mine, ref)
+    # --variants on the backend: one encoding per frame, each variant's own decoder and memory
+    assert submit_dance.main(common + ["--exp_name", f"{backend}_memory", "--backend", backend,
+                                       "--memory", "sparse"]) == 0
+    variants = tmp_path / "variants.txt"
+    variants.write_text(f"{backend} --memory none\n{backend}_memory --memory sparse\n")
+    out = tmp_path / "out_variants"
+    common[common.index("--output_dir") + 1] = str(out)
+    assert submit_dance.main(common + ["--backend", backend, "--variants", str(variants)]) == 0
+    for name in (backend, f"{backend}_memory"):
+        alone = (tmp_path / "out" / name / "dancetrack0001.txt").read_text()
+        assert (out / name / "dancetrack0001.txt").read_text() == alone, name
 
 
 @pytest.mark.slow

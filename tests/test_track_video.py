@@ -153,6 +153,23 @@ def test_tracking_from_the_saved_det_db_gives_the_same_result(assets, detected_r
     assert (tmp_path / "dance clip.txt").read_text() == (detected_run / "dance clip.txt").read_text()
 
 
+@pytest.mark.parametrize("backend", ["onnxruntime", pytest.param("openvino", marks=pytest.mark.slow)])
+def test_an_exported_backend_tracks_the_video_as_torch_does(assets, detected_run, backend, tmp_path, monkeypatch):
+    """--backend onnxruntime|openvino: the network exported on first use into the cache, then the
+    same frames and ids as --backend torch, boxes within 0.05 px."""
+    pytest.importorskip(backend, reason=f"{backend} is not installed (pip install -r requirements-extras.txt)")
+    pytest.importorskip("onnx", reason="onnx is not installed")
+    monkeypatch.setenv("MOTR_EXPORT_CACHE", str(tmp_path / "cache"))
+    det_db = str(detected_run / "dance clip_det_db.json")
+    rc = main(track_argv(assets, tmp_path / "on", "--det_db", det_db, "--no_video", "--backend", backend))
+    assert rc == 0
+    assert len(list((tmp_path / "cache").glob("*/manifest.json"))) == 1  # exported once, finished
+    mine, ref = read_mot(tmp_path / "on" / "dance clip.txt"), read_mot(detected_run / "dance clip.txt")
+    assert len(ref) > N_FRAMES and len(mine) == len(ref)
+    for m, e in zip(mine, ref):
+        assert m[:2] == e[:2] and all(abs(float(a) - float(b)) <= 0.05 for a, b in zip(m[2:6], e[2:6])), (m, e)
+
+
 def test_det_db_without_this_video_and_no_detector_is_a_clear_error(assets, tmp_path, capsys):
     other = tmp_path / "other.json"
     other.write_text('{"DanceTrack/val/dancetrack0004/img1/00000001.txt": []}')
