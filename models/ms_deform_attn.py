@@ -76,6 +76,9 @@ class MSDeformAttn(nn.Module):
         self.output_proj = nn.Linear(d_model, d_model)
         self.reset_parameters()
 
+    def exporting(self) -> bool:
+        return self.implementation == "export"
+
     def reset_parameters(self):
         nn.init.constant_(self.sampling_offsets.weight, 0.0)
         # Initial offsets point in n_heads directions, at distances 1..n_points.
@@ -93,25 +96,31 @@ class MSDeformAttn(nn.Module):
         nn.init.xavier_uniform_(self.output_proj.weight)
         nn.init.constant_(self.output_proj.bias, 0.0)
 
-    def sampling_inputs(self, query, input_flatten, padding_mask=None, channels_first: bool = False):
-        """The projections the sampling needs: value [N, S, M, D] (zero at padding; `channels_first`:
-        [N*M, D, S], as the export formulation takes it), offsets [N, Lq, M, L, P, 2] (pixels of each
-        level) and attention logits [N, Lq, M, L*P]; offsets and logits in float32 even under
-        autocast: bf16's 8-bit mantissa would move sample locations by pixels (a value at 0.7 is
-        rounded by 0.002)."""
-        n, lq, _ = query.shape
-        _, s, _ = input_flatten.shape
-        m, lv, p = self.n_heads, self.n_levels, self.n_points
+    def project_value(self, input_flatten, padding_mask=None, channels_first: bool = False):
+        """The value table of `input_flatten` [N, S, C]: [N, S, M, D], zero at padding
+        (`channels_first`: [N*M, D, S], as the export formulation takes it). It depends on the
+        features alone, not on the queries."""
+        n, s, _ = input_flatten.shape
+        m = self.n_heads
         if channels_first:  # W @ x^T: the runtimes fold the transpose into the matmul
             value = torch.matmul(self.value_proj.weight, input_flatten.transpose(1, 2)) + self.value_proj.bias[:, None]
             if padding_mask is not None:
                 value = value.masked_fill(padding_mask[:, None], 0.0)
-            value = value.reshape(n * m, self.d_model // m, s)
-        else:
-            value = self.value_proj(input_flatten)
-            if padding_mask is not None:
-                value = value.masked_fill(padding_mask[..., None], 0.0)
-            value = value.view(n, s, m, self.d_model // m)
+            return value.reshape(n * m, self.d_model // m, s)
+        value = self.value_proj(input_flatten)
+        if padding_mask is not None:
+            value = value.masked_fill(padding_mask[..., None], 0.0)
+        return value.view(n, s, m, self.d_model // m)
+
+    def sampling_inputs(self, query, input_flatten, padding_mask=None, channels_first: bool = False, value=None):
+        """The projections the sampling needs: value (`project_value`'s; given as `value`, it is
+        used as is), offsets [N, Lq, M, L, P, 2] (pixels of each level) and attention logits
+        [N, Lq, M, L*P]; offsets and logits in float32 even under autocast: bf16's 8-bit mantissa
+        would move sample locations by pixels (a value at 0.7 is rounded by 0.002)."""
+        n, lq, _ = query.shape
+        m, lv, p = self.n_heads, self.n_levels, self.n_points
+        if value is None:
+            value = self.project_value(input_flatten, padding_mask, channels_first)
         with torch.autocast(query.device.type, enabled=False):
             query32 = float32_if_half(query)
             offsets = self.sampling_offsets(query32).view(n, lq, m, lv, p, 2)
@@ -119,18 +128,21 @@ class MSDeformAttn(nn.Module):
         return value, offsets, logits
 
     def forward(self, query, reference_points, input_flatten, spatial_shapes: List[Tuple[int, int]],
-                level_start_index, padding_mask=None):
+                level_start_index, padding_mask=None, value=None):
         """
         query:            [N, Lq, C]
         reference_points: [N, Lq, L, 2] (points) or [N, Lq, L, 4] (boxes cx, cy, w, h), in [0, 1]
         input_flatten:    [N, S, C]
         spatial_shapes:   [(H, W)] per level (python ints)
         padding_mask:     [N, S], True at padding
+        value:            `project_value(input_flatten, padding_mask, channels_first=self.exporting())`
+                          when the caller has it already (then `input_flatten` is not read)
         """
         n, lq, _ = query.shape
         m, lv, p = self.n_heads, self.n_levels, self.n_points
-        export = self.implementation == "export"
-        value, offsets, logits = self.sampling_inputs(query, input_flatten, padding_mask, channels_first=export)
+        export = self.exporting()
+        value, offsets, logits = self.sampling_inputs(query, input_flatten, padding_mask, channels_first=export,
+                                                      value=value)
         with torch.autocast(query.device.type, enabled=False):
             weights = (logits.sigmoid() if self.sigmoid_attn else logits.softmax(-1)).view(n, lq, m, lv, p)
             reference_points = float32_if_half(reference_points)
