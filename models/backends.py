@@ -37,7 +37,7 @@ from util.device import bf16_fallback_warning
 from .checkpoint import sha256_of
 from .config import BACKENDS
 from .deformable_transformer import EncodedFeatures, level_starts
-from .export import (DECODE_OUTPUTS, GRAPHS, OPSET, STAGE_OUTPUTS, STEM_OUTPUTS, EXPORT_FORMAT, BackendError,
+from .export import (DECODE_OUTPUTS, GRAPHS, OPSET, SHARED_DECODE, STAGE_OUTPUTS, STEM_OUTPUTS, EXPORT_FORMAT, BackendError,
                      MissingRuntime, config_json, export_network, read_metadata, require, stage_names)
 from . import ms_deform_attn_numba
 from .ms_deform_attn_ops import ms_deform_attn_gather
@@ -84,9 +84,9 @@ def cache_key(checkpoint: str, args) -> str:
 def exported_graphs(network, args, onnx_dir: Optional[str] = None) -> Dict[str, Path]:
     """{graph: path} of `network`'s exported graphs: those in `onnx_dir` (each checked: readable,
     the graph its name says, this code's export format, `args`'s network configuration; the
-    encoder's stages are optional there), else the cache's for `args.resume`, exporting them on a
+    encoder's stages and the shared decode pair are optional there), else the cache's for `args.resume`, exporting them on a
     miss. Every fault is a BackendError naming the file, raised before any frame."""
-    names = GRAPHS + stage_names(len(network.transformer.encoder.layers))
+    names = GRAPHS + SHARED_DECODE + stage_names(len(network.transformer.encoder.layers))
     if onnx_dir:
         paths = {g: Path(onnx_dir) / f"{g}.onnx" for g in names}
         missing = [str(paths[g]) for g in GRAPHS if not paths[g].is_file()]
@@ -194,6 +194,7 @@ class OnnxRuntimeGraph:
 
     def __init__(self, path, threads: int, precision: str = "fp32", device: str = "cpu"):
         ort = require("onnxruntime", "run --backend onnxruntime")
+        self.name = Path(path).stem
         if precision == "bf16":
             bf16_fallback_warning("onnxruntime (its CPU provider has no bf16 path)")
         options = ort.SessionOptions()
@@ -266,7 +267,7 @@ class OpenVinoGraph:
             bf16_fallback_warning("openvino")
             precision = "fp32"
         self.core = ov.Core()
-        self.path, self.static = str(path), tuple(static)
+        self.path, self.name, self.static = str(path), Path(path).stem, tuple(static)
         # Given only under --amp bf16 (the float32 stem then hands over bf16 too); empty without bf16.
         self.bf16_io = frozenset(bf16_io) if has_bf16 else frozenset()
         self.config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(threads),
@@ -318,7 +319,8 @@ class OpenVinoGraph:
 
 
 # Inputs whose shape is fixed for a frame size (OpenVINO compiles a static graph per frame size).
-STATIC_INPUTS = {"encode": ("image",), "decode": ("tokens", "spatial_shapes"), "encode_stage0": ("image",)}
+STATIC_INPUTS = {"encode": ("image",), "decode": ("tokens", "spatial_shapes"), "encode_stage0": ("image",),
+                 "decode_values": ("tokens",), "decode_shared": ("values", "spatial_shapes")}
 STAGE_STATIC = ("tokens", "attended", "pos")
 # What crosses between the encoder's stages as bf16 under --amp bf16 (OpenVINO): what the runtime
 # computes or consumes in bf16 anyway (position encodings, value table, offsets and attention logits,
@@ -366,7 +368,7 @@ class ExportedNetwork:
         # (backbone, projections) and the decoder's graph run float32. A bf16 backbone moved the demo's
         # +OFS row by +0.64 HOTA on an AVX512-BF16 CPU (-0.00 on AMX; +/-0.01 with the stem in float32),
         # and bf16 rounding in the decoder would move boxes from frame to frame.
-        full = {"decode"} | ({stages[0]} if self.staged else set())
+        full = {"decode", *SHARED_DECODE} | ({stages[0]} if self.staged else set())
 
         def load(g):
             try:
@@ -378,6 +380,8 @@ class ExportedNetwork:
                 raise BackendError(f"{self.paths[g]}: {backend} cannot load it ({reason}): export it again "
                                    f"(tools/export_onnx.py, or delete the file from the export cache)") from exc
         self.graphs = {g: load(g) for g in names}
+        # Loaded at the first decode of shared features (a variants run): one tracker never needs them.
+        self._load_shared = load if all(g in self.paths for g in SHARED_DECODE) else None
         self.stages = [self.graphs[g] for g in stages] if self.staged else []
         encoder = self.stages[-1] if self.staged else self.graphs["encode"]
         self.precision = encoder.precision
@@ -425,9 +429,18 @@ class ExportedNetwork:
     def decode(self, features: EncodedFeatures, tgt: torch.Tensor, ref_pts: torch.Tensor, attn_mask=None) -> Dict:
         if attn_mask is not None:
             raise ValueError("exported decode graphs take no attention mask (training's query denoising)")
-        feeds = {"tokens": _numpy(features.tokens), "spatial_shapes": np.asarray(features.spatial_shapes, np.int64),
-                 "tgt": _numpy(tgt), "ref_pts": _numpy(ref_pts)}
-        outs = self.graphs["decode"](feeds)
+        shapes = np.asarray(features.spatial_shapes, np.int64)
+        feeds = {"spatial_shapes": shapes, "tgt": _numpy(tgt), "ref_pts": _numpy(ref_pts)}
+        shared = features.decoder_values  # several trackers on these features (models/tracker.py, track_frame)
+        if shared is not None and self._load_shared is not None:
+            for g in SHARED_DECODE:
+                if g not in self.graphs:
+                    self.graphs[g] = self._load_shared(g)
+            if "exported" not in shared:  # the first tracker's decode: the value tables, once per frame
+                shared["exported"] = self.graphs["decode_values"]({"tokens": _numpy(features.tokens)})[0]
+            outs = self.graphs["decode_shared"]({"values": shared["exported"], **feeds})
+        else:
+            outs = self.graphs["decode"]({"tokens": _numpy(features.tokens), **feeds})
         device = tgt.device
         return {name: torch.from_numpy(np.ascontiguousarray(v)).to(device) for name, v in zip(DECODE_OUTPUTS, outs)}
 

@@ -98,11 +98,12 @@ class EncodedFeatures:
     level_start_index: List[int]              # first row of each level in `tokens`
     valid_ratios: torch.Tensor                # [B, levels, 2]
     padding_mask: Optional[torch.Tensor]      # [B, S] (True = padding), None when nothing is padded
-    # The decoder layers' value tables of `tokens` ({(layer, layout): table}), when several query
-    # sets decode these features (the variants of one frame: models/tracker.py, track_frame): the
-    # first decode fills it, the others reuse it (the value projection is most of a decode on the
-    # CPU). None: each decode projects its own (training, one tracker: nothing held).
-    decoder_values: Optional[Dict[Tuple[int, bool], torch.Tensor]] = field(default=None, repr=False, compare=False)
+    # The decoder layers' value tables of `tokens`, when several query sets decode these features
+    # (the variants of one frame: models/tracker.py, track_frame): the first decode fills it, the
+    # others reuse it (the value projection is most of a decode on the CPU). Keyed by the filler:
+    # (layer, layout) -> tensor for PyTorch, "exported" -> the stacked array for the exported
+    # backends. None: each decode projects its own (training, one tracker: nothing held).
+    decoder_values: Optional[Dict[object, object]] = field(default=None, repr=False, compare=False)
 
 
 class DeformableTransformerEncoderLayer(nn.Module):

@@ -18,7 +18,9 @@ import resource
 import subprocess
 import sys
 import time
+import tempfile
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -34,14 +36,23 @@ ROW_CONFIGS = [dict(memory="none"), dict(memory="sparse"), dict(memory="sparse",
               dict(memory="sparse", memory_alpha=a) for a in (0.25, 0.75, 1.0)]
 
 
-def build_network(device):
+def build_network(device, backend: str = "torch", graphs_dir: Optional[str] = None):
+    """The stand-in MOTRv2 on `backend` ("torch", "onnxruntime", "openvino", ":bf16" for bf16),
+    its graphs exported into `graphs_dir`."""
     from main import get_args_parser
     from models import build_model
     from util.standin_weights import make_state_dict
     argv = (Path(__file__).resolve().parents[1] / "configs" / "motrv2.args").read_text().split()
     model, _, _ = build_model(get_args_parser().parse_args(argv))
     model.load_state_dict(make_state_dict(model.state_dict()))
-    return model.eval().to(device).optimize_for_inference()
+    model = model.eval().to(device).optimize_for_inference()
+    runtime, _, precision = backend.partition(":")
+    if runtime == "torch":
+        return model
+    from models.backends import ExportedNetwork
+    from models.export import export_network
+    paths = export_network(model, graphs_dir)
+    return ExportedNetwork(model, paths, runtime, precision=precision or "fp32", device=str(device))
 
 
 def frame_inputs(hw, n_proposals, device, seed=0):
@@ -59,10 +70,10 @@ def make_trackers(network, n, device):
             for i in range(n)]
 
 
-def cpu_peak_mb(n: int, hw, threads: int, n_proposals: int) -> float:
+def cpu_peak_mb(n: int, hw, threads: int, n_proposals: int, backend: str) -> float:
     """Peak resident set (MB) of a fresh process running one pass with `n` variants for two frames."""
     cmd = [sys.executable, __file__, "--_peak_of", str(n), "--hw", *map(str, hw), "--threads", str(threads),
-           "--proposals", str(n_proposals)]
+           "--proposals", str(n_proposals), "--backend", backend]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -80,13 +91,16 @@ def main(argv=None):
     parser.add_argument("--frames", type=int, default=2, help="timed frames per mode (after one warm-up)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--proposals", type=int, default=60)
+    parser.add_argument("--backend", default="torch",
+                        help="torch, onnxruntime or openvino, ':bf16' for bf16 (the network exported first)")
     parser.add_argument("--_peak_of", type=int, default=None, help=argparse.SUPPRESS)  # the child of cpu_peak_mb
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     hw = tuple(args.hw)
+    graphs = tempfile.TemporaryDirectory()
     if args._peak_of is not None:
-        network = build_network(device)
+        network = build_network(device, args.backend, graphs.name)
         img, proposals = frame_inputs(hw, args.proposals, device)
         trackers = make_trackers(network, args._peak_of, device)
         for _ in range(2):
@@ -94,8 +108,8 @@ def main(argv=None):
         print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         return
     print(f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else f'CPU, {args.threads} threads'}"
-          f", torch {torch.__version__}, input {hw[0]}x{hw[1]}, {args.proposals} proposals")
-    network = build_network(device)
+          f", torch {torch.__version__}, input {hw[0]}x{hw[1]}, {args.proposals} proposals, backend {args.backend}")
+    network = build_network(device, args.backend, graphs.name)
     img, proposals = frame_inputs(hw, args.proposals, device)
     rows = []
     modes = ("one pass", "own values", "separate")
@@ -119,7 +133,7 @@ def main(argv=None):
             track_frame(make_trackers(network, n, device), img, proposals, hw)
             peak = torch.cuda.max_memory_allocated() / 2**20
         else:
-            peak = cpu_peak_mb(n, hw, args.threads, args.proposals)
+            peak = cpu_peak_mb(n, hw, args.threads, args.proposals, args.backend)
         rows.append((n, *(min(times[mode]) for mode in modes), peak))
     base = rows[0][1]
     print(f"\n{'variants':>8} {'one pass s/frame':>17} {'vs 1 variant':>13} {'own values s/frame':>19} "
