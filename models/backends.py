@@ -83,9 +83,9 @@ def cache_key(checkpoint: str, args) -> str:
 
 def exported_graphs(network, args, onnx_dir: Optional[str] = None) -> Dict[str, Path]:
     """{graph: path} of `network`'s exported graphs: those in `onnx_dir` (each checked: readable,
-    the graph its name says, this code's export format, `args`'s network configuration; the
-    encoder's stages and the shared decode pair are optional there), else the cache's for `args.resume`, exporting them on a
-    miss. Every fault is a BackendError naming the file, raised before any frame."""
+    the graph its name says, this code's export format, `args`'s network configuration, all from one
+    checkpoint; the encoder's stages and the shared decode pair are optional there), else the cache's
+    for `args.resume`, exporting them on a miss. Each fault is a BackendError naming the file."""
     names = GRAPHS + SHARED_DECODE + stage_names(len(network.transformer.encoder.layers))
     if onnx_dir:
         paths = {g: Path(onnx_dir) / f"{g}.onnx" for g in names}
@@ -94,8 +94,12 @@ def exported_graphs(network, args, onnx_dir: Optional[str] = None) -> Dict[str, 
             raise BackendError(f"--onnx_dir {onnx_dir}: no {', '.join(missing)} (write them with "
                                "tools/export_onnx.py)")
         paths = {g: p for g, p in paths.items() if p.is_file()}
-        for name, path in paths.items():
-            check_graph_file(path, name, args)
+        made_from = {name: check_graph_file(path, name, args).get("checkpoint_sha256") for name, path in paths.items()}
+        for name, sha in made_from.items():  # e.g. a new decode.onnx copied over an older folder's
+            if sha and made_from["decode"] and sha != made_from["decode"]:
+                raise BackendError(f"{paths[name]} was exported from another checkpoint (sha256 {sha[:12]}...) than "
+                                   f"{paths['decode']} ({made_from['decode'][:12]}...): export the folder again "
+                                   "with tools/export_onnx.py")
         return paths
     if not getattr(args, "resume", None):
         raise BackendError("the export cache is keyed by the checkpoint: give --resume (or --onnx_dir)")
@@ -111,16 +115,22 @@ def exported_graphs(network, args, onnx_dir: Optional[str] = None) -> Dict[str, 
     return paths
 
 
-def check_graph_file(path: Path, name: str, args) -> None:
-    """Refuse a graph file that cannot serve as `name` for `args`'s network (BackendError naming it)."""
+def check_graph_file(path: Path, name: str, args) -> Dict[str, str]:
+    """Refuse a graph file that cannot serve as `name` for `args`'s network (BackendError naming it);
+    its metadata."""
     again = "copy it again or write it with tools/export_onnx.py"
     try:
         meta = read_metadata(path)
+    except MissingRuntime:
+        raise
     except Exception as exc:  # noqa: BLE001  (protobuf's DecodeError, an OSError: a truncated or foreign file)
         raise BackendError(f"{path} is not a readable ONNX graph ({type(exc).__name__}: {exc}): {again}") from None
-    if meta.get("graph", name) != name:
+    if "graph" not in meta or "export_format" not in meta:
+        raise BackendError(f"{path} does not say which graph it is (no 'graph' / 'export_format' metadata): it was "
+                           "not written by tools/export_onnx.py; write it with that")
+    if meta["graph"] != name:
         raise BackendError(f"{path} holds the {meta['graph']!r} graph, not {name!r}: {again}")
-    made_as = meta.get("export_format", str(EXPORT_FORMAT))
+    made_as = meta["export_format"]
     if made_as != str(EXPORT_FORMAT):
         raise BackendError(f"{path} is in export format {made_as}; this code runs format {EXPORT_FORMAT}: "
                            "export it again with tools/export_onnx.py")
@@ -128,11 +138,13 @@ def check_graph_file(path: Path, name: str, args) -> None:
     if made_from is not None and json.loads(made_from) != json.loads(config_json(args)):
         raise BackendError(f"{path} was exported from another network configuration ({made_from}) than this "
                            f"run's ({config_json(args)}): export it again with tools/export_onnx.py")
+    return meta
 
 
 # Written last into a cache folder, with each graph's size: a folder without it (an export cut short,
 # or one another process is still writing) is not used.
 MANIFEST = "manifest.json"
+STALE_EXPORT_S = 24 * 3600  # a private export folder this old was left by a killed process
 
 
 def unfinished_export(folder: Path, names) -> Optional[str]:
@@ -152,10 +164,17 @@ def unfinished_export(folder: Path, names) -> Optional[str]:
 def export_into_cache(network, args, folder: Path, names) -> None:
     """Export into a private folder beside `folder`, then move each graph into place (an atomic
     rename each) and the manifest last: a process reading the cache meanwhile, or one exporting the
-    same key at once (shards of one run), never sees a partial file; an interrupted export leaves
-    nothing behind."""
+    same key at once (shards of one run), never sees a partial file. An export stopped by an
+    exception or Ctrl-C removes its folder; one killed outright leaves it, and the next export of
+    the key removes it once it is a day old (younger ones may be another process's, at work)."""
     root = folder.parent
     hint = f"set {CACHE_ENV} to a writable folder or pass --onnx_dir"
+    for stale in root.glob(f".{folder.name}-*"):
+        try:
+            if time.time() - stale.stat().st_mtime > STALE_EXPORT_S:
+                shutil.rmtree(stale, ignore_errors=True)
+        except OSError:
+            pass  # gone meanwhile
     try:
         root.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(dir=root, prefix=f".{folder.name}-"))
@@ -308,7 +327,12 @@ class OpenVinoGraph:
         if key not in self._compiled:
             if len(self._compiled) >= self.KEEP:
                 self._compiled.pop(next(iter(self._compiled)))
-            self._compiled[key] = self._compile(feeds)
+            try:
+                self._compiled[key] = self._compile(feeds)
+            except Exception as exc:  # noqa: BLE001  (OpenVINO raises RuntimeError and its own types)
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+                raise BackendError(f"{self.path}: openvino cannot compile it for inputs of shape {list(key)} "
+                                   f"({reason})") from exc
         request, outputs = self._compiled[key]
         inputs = {name: (self.ov.Tensor(np.ascontiguousarray(a), list(a.shape), self.ov.Type.bf16)
                          if name in self.bf16_io else a) for name, a in feeds.items()}
@@ -431,11 +455,8 @@ class ExportedNetwork:
             raise ValueError("exported decode graphs take no attention mask (training's query denoising)")
         shapes = np.asarray(features.spatial_shapes, np.int64)
         feeds = {"spatial_shapes": shapes, "tgt": _numpy(tgt), "ref_pts": _numpy(ref_pts)}
-        shared = features.decoder_values  # several trackers on these features (models/tracker.py, track_frame)
-        if shared is not None and self._load_shared is not None:
-            for g in SHARED_DECODE:
-                if g not in self.graphs:
-                    self.graphs[g] = self._load_shared(g)
+        shared = features.shared_decoder_values()  # several trackers on these features (track_frame)
+        if shared is not None and self._shared_decode_ready():
             if "exported" not in shared:  # the first tracker's decode: the value tables, once per frame
                 shared["exported"] = self.graphs["decode_values"]({"tokens": _numpy(features.tokens)})[0]
             outs = self.graphs["decode_shared"]({"values": shared["exported"], **feeds})
@@ -443,6 +464,21 @@ class ExportedNetwork:
             outs = self.graphs["decode"]({"tokens": _numpy(features.tokens), **feeds})
         device = tgt.device
         return {name: torch.from_numpy(np.ascontiguousarray(v)).to(device) for name, v in zip(DECODE_OUTPUTS, outs)}
+
+    def _shared_decode_ready(self) -> bool:
+        """Whether the shared decode pair can run: loaded at its first use; a pair that fails to load
+        is dropped with a warning, and every tracker then runs `decode` (as with older exports)."""
+        if self._load_shared is None:
+            return False
+        try:
+            for g in SHARED_DECODE:
+                if g not in self.graphs:
+                    self.graphs[g] = self._load_shared(g)
+        except BackendError as exc:
+            _log.warning("%s; each variant runs decode.onnx instead", exc)
+            self._load_shared = None
+            return False
+        return True
 
     def __repr__(self) -> str:
         return f"ExportedNetwork({self.backend}, {self.precision}, {self.paths['encode'].parent})"

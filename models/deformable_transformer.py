@@ -79,7 +79,7 @@ class DeformableTransformer(nn.Module):
         reference_points = ref_pts.unsqueeze(0).expand(bs, -1, -1)
         return self.decoder(tgt, reference_points, encoded.tokens, encoded.spatial_shapes,
                             encoded.level_start_index, encoded.valid_ratios, encoded.padding_mask, attn_mask,
-                            value_cache=encoded.decoder_values)
+                            value_cache=encoded.shared_decoder_values())
 
 
 def level_starts(spatial_shapes: Sequence[Tuple[int, int]]) -> List[int]:
@@ -104,6 +104,15 @@ class EncodedFeatures:
     # (layer, layout) -> tensor for PyTorch, "exported" -> the stacked array for the exported
     # backends. None: each decode projects its own (training, one tracker: nothing held).
     decoder_values: Optional[Dict[object, object]] = field(default=None, repr=False, compare=False)
+
+    def shared_decoder_values(self) -> Optional[Dict[object, object]]:
+        """`decoder_values` for a decode to read and fill, emptied first if `tokens` was replaced
+        since it was filled (tables of other tokens are never reused); None when not shared."""
+        cache = self.decoder_values
+        if cache is not None and cache.get("of") is not self.tokens:
+            cache.clear()
+            cache["of"] = self.tokens
+        return cache
 
 
 class DeformableTransformerEncoderLayer(nn.Module):

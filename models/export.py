@@ -230,16 +230,15 @@ def export_network(network, out_dir, metadata: Optional[Mapping[str, str]] = Non
     out.mkdir(parents=True, exist_ok=True)
     network = network.eval().cpu()
     image, tokens, shapes, tgt, ref = example_inputs(network, image_hw)
+    per_query = {name: {1: "queries"} for name in DECODE_OUTPUTS}
     specs = {
         "encode": (EncodeGraph(network), (image,), ENCODE_INPUTS, ENCODE_OUTPUTS,
                    {"image": {2: "height", 3: "width"}, "tokens": {1: "tokens"}}),
         "decode": (DecodeGraph(network), (tokens, shapes, tgt, ref), DECODE_INPUTS, DECODE_OUTPUTS,
-                   {"tokens": {1: "tokens"}, "tgt": {0: "queries"}, "ref_pts": {0: "queries"},
-                    **{name: {1: "queries"} for name in DECODE_OUTPUTS}}),
+                   {"tokens": {1: "tokens"}, "tgt": {0: "queries"}, "ref_pts": {0: "queries"}, **per_query}),
     }
     with torch.no_grad(), export_attention():
         values = DecodeValuesGraph(network)(tokens)
-    per_query = {name: {1: "queries"} for name in DECODE_OUTPUTS}
     specs.update({
         "decode_values": (DecodeValuesGraph(network), (tokens,), ("tokens",), ("values",),
                           {"tokens": {1: "tokens"}, "values": {3: "tokens"}}),

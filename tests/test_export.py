@@ -10,8 +10,10 @@ import argparse
 import dataclasses
 import importlib
 import json
+import os
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -225,7 +227,8 @@ def test_tracker_update_on_a_backend_is_the_torch_tracker(small, backend, tmp_pa
 
 
 @pytest.mark.parametrize("backend", [RUNTIMES[0], pytest.param("openvino", marks=[pytest.mark.slow, *RUNTIMES[1].marks])])
-def test_trackers_sharing_a_frame_on_a_backend_project_the_decoders_values_once(small, backend, monkeypatch):
+def test_trackers_sharing_a_frame_on_a_backend_project_the_decoders_values_once(small, backend, monkeypatch, tmp_path,
+                                                                                caplog):
     """track_frame with several trackers on an exported backend: `decode_values` once per frame,
     `decode_shared` once per tracker, `decode` never; the tracks are those of decodes that each
     project their own values (`decode`). One tracker does not even load the pair."""
@@ -257,14 +260,26 @@ def test_trackers_sharing_a_frame_on_a_backend_project_the_decoders_values_once(
         decodes = [c for c in calls if c.startswith("decode")]
         assert decodes == ["decode_values"] + ["decode_shared"] * len(configs)
         for a, b in zip(got, mine):
-            assert torch.equal(a.ids, b.ids) and torch.allclose(a.boxes, b.boxes, atol=1e-3)
+            assert torch.equal(a.ids, b.ids) and torch.allclose(a.boxes, b.boxes, atol=1e-4, rtol=0)
     assert sum(len(t.ids) for t in got) > 0, "no tracks: a weak comparison"
-    # graphs exported before the pair existed (an --onnx_dir): each tracker runs `decode`
-    older = ExportedNetwork(network, {g: p for g, p in paths.items() if g not in SHARED_DECODE}, backend, threads=1)
-    calls.clear()
-    track_frame([Tracker(older, TrackerConfig.from_flags(**c), device=torch.device("cpu")) for c in configs],
-                *frames[0], (96, 160))
-    assert [c for c in calls if c.startswith("decode")] == ["decode"] * len(configs)
+    # graphs exported before the pair existed (an --onnx_dir), or a pair the runtime cannot load (a
+    # warning): each tracker runs `decode`
+    broken = dict(paths)
+    model = onnx.load(str(paths["decode_shared"]))
+    model.graph.node[0].op_type = "NoSuchOperator"
+    broken["decode_shared"] = tmp_path / "decode_shared.onnx"
+    onnx.save(model, str(broken["decode_shared"]))
+    older = {g: p for g, p in paths.items() if g not in SHARED_DECODE}
+    for graphs in (older, broken):
+        net = ExportedNetwork(network, graphs, backend, threads=1)
+        calls.clear()
+        with caplog.at_level("WARNING", logger="models.backends"):
+            for _ in range(2):
+                track_frame([Tracker(net, TrackerConfig.from_flags(**c), device=torch.device("cpu")) for c in configs],
+                            *frames[0], (96, 160))
+        assert [c for c in calls if c.startswith("decode")] == ["decode"] * (2 * len(configs))
+    warned = [r.getMessage() for r in caplog.records if "decode_shared.onnx" in r.getMessage()]
+    assert len(warned) == 1 and "each variant runs decode.onnx instead" in warned[0]
 
 
 # -- the cache, the files, missing runtimes ------------------------------------------------------------------
@@ -347,6 +362,22 @@ def test_a_run_starting_while_another_exports_never_gets_its_partial_files(small
     assert sorted(p.name for p in tmp_path.iterdir()) == [cache_key(ckpt, args)]
 
 
+def test_an_export_folder_left_by_a_killed_process_is_removed_once_a_day_old(small, tmp_path, monkeypatch):
+    ckpt, _, args, network, paths = small
+    monkeypatch.setenv(backends.CACHE_ENV, str(tmp_path))
+    export, calls = _copy_export(paths)
+    monkeypatch.setattr(backends, "export_network", export)
+    key = cache_key(ckpt, args)
+    old, young = tmp_path / f".{key}-killed", tmp_path / f".{key}-at-work"
+    for folder in (old, young):
+        folder.mkdir()
+        (folder / "encode.onnx").write_bytes(b"half")
+    day_and_a_bit = time.time() - backends.STALE_EXPORT_S - 60
+    os.utime(old, (day_and_a_bit, day_and_a_bit))
+    exported_graphs(network, args)
+    assert not old.exists() and young.is_dir() and len(calls) == 1
+
+
 def test_an_unwritable_export_cache_is_one_error_saying_what_to_do(small, tmp_path, monkeypatch):
     _, _, args, network, _ = small
     (tmp_path / "a_file").write_text("")
@@ -382,8 +413,21 @@ def test_faulty_graph_files_in_onnx_dir_are_refused_naming_the_file(small, tmp_p
         exported_graphs(network, args, folder_with("truncated", truncate))
     with pytest.raises(BackendError, match=r"decode\.onnx holds the 'encode_stage1' graph"):
         exported_graphs(network, args, folder_with("swapped", swap))
+    def stripped(folder):
+        model = onnx.load(str(folder / "encode_stage1.onnx"))
+        del model.metadata_props[:]
+        onnx.save(model, str(folder / "encode_stage1.onnx"))
+
+    def other_checkpoint(folder):  # a newer decode.onnx copied over an older folder
+        model = onnx.load(str(folder / "decode.onnx"))
+        next(p for p in model.metadata_props if p.key == "checkpoint_sha256").value = "f" * 64
+        onnx.save(model, str(folder / "decode.onnx"))
     with pytest.raises(BackendError, match=r"encode\.onnx is in export format 1; this code runs format"):
         exported_graphs(network, args, folder_with("old", old_format))
+    with pytest.raises(BackendError, match=r"encode_stage1\.onnx does not say which graph it is"):
+        exported_graphs(network, args, folder_with("stripped", stripped))
+    with pytest.raises(BackendError, match=r"\.onnx was exported from another checkpoint .* than .*decode\.onnx"):
+        exported_graphs(network, args, folder_with("mixed", other_checkpoint))
 
 
 @pytest.mark.parametrize("backend", RUNTIMES)

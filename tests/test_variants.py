@@ -176,3 +176,20 @@ def test_track_frame_projects_the_decoders_values_once_for_all_its_trackers():
     calls.clear()
     track_frame(trackers[:1], image, proposals, (96, 160))  # one tracker: projected as it decodes, nothing held
     assert len(calls) == len(network.transformer.decoder.layers)
+
+
+def test_shared_decoder_values_are_dropped_when_the_tokens_are_replaced():
+    """Tables projected from other tokens are never reused: replacing `tokens` empties the cache."""
+    network = _small_network()
+    g = torch.Generator().manual_seed(2)
+    tgt, ref = torch.randn(5, 64, generator=g), torch.rand(5, 4, generator=g) * 0.5 + 0.25
+    with torch.inference_mode():
+        features = network.encode(torch.randn(1, 3, 96, 160, generator=g))
+        other = network.encode(torch.randn(1, 3, 96, 160, generator=g)).tokens
+        features.decoder_values = {}
+        network.decode(features, tgt, ref)
+        features.tokens = other
+        got = network.decode(features, tgt, ref)
+        features.decoder_values = None
+        expected = network.decode(features, tgt, ref)
+    assert torch.equal(got["pred_boxes"], expected["pred_boxes"]) and torch.equal(got["hs"], expected["hs"])

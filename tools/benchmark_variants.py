@@ -36,9 +36,9 @@ ROW_CONFIGS = [dict(memory="none"), dict(memory="sparse"), dict(memory="sparse",
               dict(memory="sparse", memory_alpha=a) for a in (0.25, 0.75, 1.0)]
 
 
-def build_network(device, backend: str = "torch", graphs_dir: Optional[str] = None):
+def build_network(device, backend: str = "torch", graphs_dir: Optional[str] = None, export: bool = True):
     """The stand-in MOTRv2 on `backend` ("torch", "onnxruntime", "openvino", ":bf16" for bf16),
-    its graphs exported into `graphs_dir`."""
+    its graphs exported into `graphs_dir` (`export=False`: taken from there)."""
     from main import get_args_parser
     from models import build_model
     from util.standin_weights import make_state_dict
@@ -51,7 +51,7 @@ def build_network(device, backend: str = "torch", graphs_dir: Optional[str] = No
         return model
     from models.backends import ExportedNetwork
     from models.export import export_network
-    paths = export_network(model, graphs_dir)
+    paths = export_network(model, graphs_dir) if export else {p.stem: p for p in Path(graphs_dir).glob("*.onnx")}
     return ExportedNetwork(model, paths, runtime, precision=precision or "fp32", device=str(device))
 
 
@@ -70,10 +70,11 @@ def make_trackers(network, n, device):
             for i in range(n)]
 
 
-def cpu_peak_mb(n: int, hw, threads: int, n_proposals: int, backend: str) -> float:
-    """Peak resident set (MB) of a fresh process running one pass with `n` variants for two frames."""
+def cpu_peak_mb(n: int, hw, threads: int, n_proposals: int, backend: str, graphs_dir: str) -> float:
+    """Peak resident set (MB) of a fresh process running one pass with `n` variants for two frames
+    (on an exported backend, with the graphs already in `graphs_dir`: the export is not counted)."""
     cmd = [sys.executable, __file__, "--_peak_of", str(n), "--hw", *map(str, hw), "--threads", str(threads),
-           "--proposals", str(n_proposals), "--backend", backend]
+           "--proposals", str(n_proposals), "--backend", backend, "--_graphs", graphs_dir]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -94,13 +95,14 @@ def main(argv=None):
     parser.add_argument("--backend", default="torch",
                         help="torch, onnxruntime or openvino, ':bf16' for bf16 (the network exported first)")
     parser.add_argument("--_peak_of", type=int, default=None, help=argparse.SUPPRESS)  # the child of cpu_peak_mb
+    parser.add_argument("--_graphs", default=None, help=argparse.SUPPRESS)  # the parent's exported graphs
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     hw = tuple(args.hw)
     graphs = tempfile.TemporaryDirectory()
     if args._peak_of is not None:
-        network = build_network(device, args.backend, graphs.name)
+        network = build_network(device, args.backend, args._graphs, export=False)
         img, proposals = frame_inputs(hw, args.proposals, device)
         trackers = make_trackers(network, args._peak_of, device)
         for _ in range(2):
@@ -133,7 +135,7 @@ def main(argv=None):
             track_frame(make_trackers(network, n, device), img, proposals, hw)
             peak = torch.cuda.max_memory_allocated() / 2**20
         else:
-            peak = cpu_peak_mb(n, hw, args.threads, args.proposals, args.backend)
+            peak = cpu_peak_mb(n, hw, args.threads, args.proposals, args.backend, graphs.name)
         rows.append((n, *(min(times[mode]) for mode in modes), peak))
     base = rows[0][1]
     print(f"\n{'variants':>8} {'one pass s/frame':>17} {'vs 1 variant':>13} {'own values s/frame':>19} "
