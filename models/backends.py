@@ -458,7 +458,9 @@ class ExportedNetwork:
         shared = features.shared_decoder_values()  # several trackers on these features (track_frame)
         if shared is not None and self._shared_decode_ready():
             if "exported" not in shared:  # the first tracker's decode: the value tables, once per frame
-                shared["exported"] = self.graphs["decode_values"]({"tokens": _numpy(features.tokens)})[0]
+                # The runtime's buffer, not a copy (145 MB at 800x1422): the features are track_frame's,
+                # dropped before decode_values runs again on the next frame's.
+                shared["exported"] = self.graphs["decode_values"]({"tokens": _numpy(features.tokens)}, copy=False)[0]
             outs = self.graphs["decode_shared"]({"values": shared["exported"], **feeds})
         else:
             outs = self.graphs["decode"]({"tokens": _numpy(features.tokens), **feeds})
