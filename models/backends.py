@@ -37,8 +37,8 @@ from util.device import bf16_fallback_warning
 from .checkpoint import sha256_of
 from .config import BACKENDS
 from .deformable_transformer import EncodedFeatures, level_starts
-from .export import (DECODE_OUTPUTS, GRAPHS, OPSET, SHARED_DECODE, STAGE_OUTPUTS, STEM_OUTPUTS, EXPORT_FORMAT, BackendError,
-                     MissingRuntime, config_json, export_network, read_metadata, require, stage_names)
+from .export import (DECODE_OUTPUTS, GRAPHS, OPSET, SHARED_DECODE, STAGE_OUTPUTS, STEP_GRAPH, STEM_OUTPUTS, EXPORT_FORMAT, BackendError,
+                     MissingRuntime, config_json, export_network, read_metadata, require, stage_names, step_weights)
 from . import ms_deform_attn_numba
 from .ms_deform_attn_ops import ms_deform_attn_gather
 
@@ -88,7 +88,7 @@ def exported_graphs(network, args, onnx_dir: Optional[str] = None) -> Dict[str, 
     for `args.resume`, exporting them on a miss. Each fault is a BackendError naming the file."""
     names = GRAPHS + SHARED_DECODE + stage_names(len(network.transformer.encoder.layers))
     if onnx_dir:
-        paths = {g: Path(onnx_dir) / f"{g}.onnx" for g in names}
+        paths = {g: Path(onnx_dir) / f"{g}.onnx" for g in names + (STEP_GRAPH,)}
         missing = [str(paths[g]) for g in GRAPHS if not paths[g].is_file()]
         if missing:
             raise BackendError(f"--onnx_dir {onnx_dir}: no {', '.join(missing)} (write them with "
@@ -104,15 +104,14 @@ def exported_graphs(network, args, onnx_dir: Optional[str] = None) -> Dict[str, 
     if not getattr(args, "resume", None):
         raise BackendError("the export cache is keyed by the checkpoint: give --resume (or --onnx_dir)")
     folder = cache_root() / cache_key(args.resume, args)
-    paths = {g: folder / f"{g}.onnx" for g in names}
     unfinished = unfinished_export(folder, names)
-    if unfinished is None:
+    if unfinished is not None:
+        if folder.exists():
+            _log.warning("the export cache %s is incomplete (%s): exporting again", folder, unfinished)
+        export_into_cache(network, args, folder, names)
+    else:
         _log.info("exported graphs from the cache: %s", folder)
-        return paths
-    if folder.exists():
-        _log.warning("the export cache %s is incomplete (%s): exporting again", folder, unfinished)
-    export_into_cache(network, args, folder, names)
-    return paths
+    return {g: folder / f"{g}.onnx" for g in read_manifest(folder)}
 
 
 def check_graph_file(path: Path, name: str, args) -> Dict[str, str]:
@@ -147,11 +146,17 @@ MANIFEST = "manifest.json"
 STALE_EXPORT_S = 24 * 3600  # a private export folder this old was left by a killed process
 
 
+def read_manifest(folder: Path) -> Dict[str, int]:
+    """{graph: bytes} of a cache folder's finished export."""
+    return dict(json.loads((folder / MANIFEST).read_text())["bytes"])
+
+
 def unfinished_export(folder: Path, names) -> Optional[str]:
-    """None when `folder` holds a finished export of the graphs `names`, else what is missing."""
+    """None when `folder` holds a finished export with (at least) the graphs `names`, else what is
+    missing."""
     try:
-        sizes = json.loads((folder / MANIFEST).read_text())["bytes"]
-        for g in names:
+        sizes = read_manifest(folder)
+        for g in set(names) | set(sizes):
             if (folder / f"{g}.onnx").stat().st_size != sizes[g]:
                 return f"{g}.onnx is not the size it was written at"
     except FileNotFoundError as exc:
@@ -183,10 +188,13 @@ def export_into_cache(network, args, folder: Path, names) -> None:
     try:
         t0 = time.perf_counter()
         export_network(network, work, metadata=graph_metadata(args))
-        sizes = {g: (work / f"{g}.onnx").stat().st_size for g in names}
+        sizes = {p.stem: p.stat().st_size for p in work.glob("*.onnx")}
+        missing = sorted(set(names) - set(sizes))
+        if missing:
+            raise BackendError(f"the export into {work} wrote no {', '.join(missing)}")
         (work / MANIFEST).write_text(json.dumps({"bytes": sizes}, sort_keys=True))
         folder.mkdir(exist_ok=True)
-        for g in names:
+        for g in sizes:
             os.replace(work / f"{g}.onnx", folder / f"{g}.onnx")
         os.replace(work / MANIFEST, folder / MANIFEST)
     except OSError as exc:
@@ -379,15 +387,20 @@ class ExportedNetwork:
         runtime = RUNTIMES[backend]
         stages = stage_names(len(network.transformer.encoder.layers))
         self.staged = not str(device).startswith("cuda") and all(g in self.paths for g in stages)
-        names = stages + ("decode",) if self.staged else GRAPHS
+        # OpenVINO runs the middle stages as one compiled encode_step (its buffers once, not per stage).
+        shared_step = self.staged and backend == "openvino" and STEP_GRAPH in self.paths
+        middle = stages[1:-1] if shared_step else ()
+        names = (tuple(g for g in stages if g not in middle) + ((STEP_GRAPH,) if middle else ()) + ("decode",)
+                 if self.staged else GRAPHS)
 
         bf16_io = {stages[0]: STEM_BF16_IO, stages[-1]: LAST_STEP_BF16_IO}
 
         def extra(g):
             if backend != "openvino":
                 return {}
+            in_encoder = g in stages or g == STEP_GRAPH
             return {"static": STATIC_INPUTS.get(g, STAGE_STATIC),
-                    "bf16_io": bf16_io.get(g, STEP_BF16_IO) if g in stages and precision == "bf16" else ()}
+                    "bf16_io": bf16_io.get(g, STEP_BF16_IO) if in_encoder and precision == "bf16" else ()}
         # bf16 covers the encoder's layers only, as under torch autocast (models/tracker.py): the stem
         # (backbone, projections) and the decoder's graph run float32. A bf16 backbone moved the demo's
         # +OFS row by +0.64 HOTA on an AVX512-BF16 CPU (-0.00 on AMX; +/-0.01 with the stem in float32),
@@ -406,7 +419,10 @@ class ExportedNetwork:
         self.graphs = {g: load(g) for g in names}
         # Loaded at the first decode of shared features (a variants run): one tracker never needs them.
         self._load_shared = load if all(g in self.paths for g in SHARED_DECODE) else None
-        self.stages = [self.graphs[g] for g in stages] if self.staged else []
+        if middle:
+            weights = json.loads(read_metadata(self.paths[STEP_GRAPH])["weights"])
+            step = {g: SharedStep(self.graphs[STEP_GRAPH], step_weights(self.paths[g], weights)) for g in middle}
+        self.stages = [step[g] if g in middle else self.graphs[g] for g in stages] if self.staged else []
         encoder = self.stages[-1] if self.staged else self.graphs["encode"]
         self.precision = encoder.precision
         self.sigmoid_attn = bool(network.transformer.encoder.layers[0].self_attn.sigmoid_attn)
@@ -484,6 +500,20 @@ class ExportedNetwork:
 
     def __repr__(self) -> str:
         return f"ExportedNetwork({self.backend}, {self.precision}, {self.paths['encode'].parent})"
+
+
+class SharedStep:
+    """A middle encoder stage run by the one `encode_step` graph with this stage's weights."""
+
+    def __init__(self, graph, weights: Mapping[str, np.ndarray]):
+        self.graph, self.weights = graph, dict(weights)
+        self.precision, self.providers = graph.precision, graph.providers
+        self.bf16_io = getattr(graph, "bf16_io", frozenset())
+
+    def __call__(self, feeds: Mapping[str, np.ndarray], copy: bool = True):
+        # The previous stage's tokens may be a view of this very graph's output buffer, which the
+        # run overwrites: they are copied in (24 MB at 800x1422).
+        return self.graph({**feeds, "tokens": np.array(feeds["tokens"]), **self.weights}, copy=copy)
 
 
 def sample_from_projections(value, spatial_shapes, reference, offsets, logits, sigmoid: bool,

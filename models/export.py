@@ -264,7 +264,64 @@ def export_network(network, out_dir, metadata: Optional[Mapping[str, str]] = Non
         onnx.save(model, str(tmp))
         os.replace(tmp, path)
         paths[name] = path
+    step = step_graph(paths, stamp)
+    if step is not None:
+        tmp = out / f".{STEP_GRAPH}.{os.getpid()}.onnx.tmp"
+        onnx.save(step, str(tmp))
+        os.replace(tmp, out / f"{STEP_GRAPH}.onnx")
+        paths[STEP_GRAPH] = out / f"{STEP_GRAPH}.onnx"
     return paths
+
+
+# The middle stages of the encoder (1 .. n_layers - 1) are one graph with different weights. OpenVINO
+# keeps ~350 MB of buffers per compiled graph at 800x1422, so it runs them all as one compiled
+# `encode_step`: stage 1's graph with its weights made inputs, fed each stage's own (read from its
+# file: `step_weights`).
+STEP_GRAPH = "encode_step"
+
+
+def step_graph(paths: Mapping[str, Path], stamp: Mapping[str, str]):
+    """The `encode_step` graph of the stage files in `paths` (an onnx ModelProto), or None when there
+    are fewer than two middle stages or they are not one graph (then nothing is shared)."""
+    onnx = require("onnx", "export the network")
+    middle = [paths[g] for g in sorted(paths) if g.startswith("encode_stage")][1:-1]
+    if len(middle) < 2:
+        return None
+    models = [onnx.load(str(p)) for p in middle]
+
+    def structure(m):
+        return ([(n.op_type, list(n.input), list(n.output), [a.SerializeToString() for a in n.attribute]) for n in m.graph.node],
+                [(t.name, tuple(t.dims), t.data_type) for t in m.graph.initializer])
+    if any(structure(m) != structure(models[0]) for m in models[1:]):
+        return None
+    arrays = [{t.name: onnx.numpy_helper.to_array(t) for t in m.graph.initializer} for m in models]
+    weights = {name for name in arrays[0] if any(not (a[name] == arrays[0][name]).all() for a in arrays[1:])}
+    step = models[0]
+    kept = [t for t in step.graph.initializer if t.name not in weights]
+    made_inputs = [t for t in step.graph.initializer if t.name in weights]
+    del step.graph.initializer[:]
+    step.graph.initializer.extend(kept)
+    for t in made_inputs:
+        step.graph.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+    del step.metadata_props[:]
+    for key, value in {**stamp, "graph": STEP_GRAPH, "weights": json.dumps(sorted(weights))}.items():
+        entry = step.metadata_props.add()
+        entry.key, entry.value = key, value
+    step.doc_string = f"MOTRv2 {STEP_GRAPH} graph: a middle encoder stage, weights as inputs (models/export.py)"
+    onnx.checker.check_model(step)
+    return step
+
+
+def step_weights(stage_path, names) -> Dict[str, object]:
+    """{name: numpy array} of the weights `names` (the step graph's `weights` metadata) in a middle
+    stage's file: what that stage feeds `encode_step`."""
+    onnx = require("onnx", "read an exported graph")
+    found = {t.name: t for t in onnx.load(str(stage_path)).graph.initializer}
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise BackendError(f"{stage_path} lacks the weights {', '.join(missing[:3])} that {STEP_GRAPH}.onnx takes: "
+                           "export the folder again with tools/export_onnx.py")
+    return {n: onnx.numpy_helper.to_array(found[n]) for n in names}
 
 
 def _stage_specs(network, image):
