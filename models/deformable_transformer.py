@@ -102,7 +102,8 @@ class EncodedFeatures:
     # (the variants of one frame: models/tracker.py, track_frame): the first decode fills it, the
     # others reuse it (the value projection is most of a decode on the CPU). Keyed by the filler:
     # (layer, layout) -> tensor for PyTorch, "exported" -> the stacked array for the exported
-    # backends. None: each decode projects its own (training, one tracker: nothing held).
+    # backends, and "of" -> the tokens they were made from. None: each decode projects its own
+    # (training, one tracker: nothing held).
     decoder_values: Optional[Dict[object, object]] = field(default=None, repr=False, compare=False)
 
     def shared_decoder_values(self) -> Optional[Dict[object, object]]:
