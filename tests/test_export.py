@@ -86,8 +86,11 @@ def _write_manifest(folder, paths):
     (folder / backends.MANIFEST).write_text(json.dumps({"bytes": sizes}))
 
 
-def _copy_export(paths):
-    """A stand-in for export_network (slow) writing the fixture's files into the folder it is given."""
+@pytest.fixture
+def copying_export(small, tmp_path, monkeypatch):
+    """The export cache in tmp_path and export_network replaced by a copy of the fixture's files into
+    the folder it is given (a real export is slow); the folders it was called with."""
+    paths = small[4]
     calls = []
 
     def export(net, folder, metadata=None):
@@ -95,7 +98,9 @@ def _copy_export(paths):
         Path(folder).mkdir(parents=True, exist_ok=True)
         for path in paths.values():
             shutil.copy(path, Path(folder) / path.name)
-    return export, calls
+    monkeypatch.setenv(backends.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(backends, "export_network", export)
+    return calls
 
 
 # -- the formulation ---------------------------------------------------------------------------------------
@@ -333,11 +338,9 @@ def test_trackers_sharing_a_frame_on_a_backend_project_the_decoders_values_once(
 
 
 # -- the cache, the files, missing runtimes ------------------------------------------------------------------
-def test_export_cache_is_reused_and_keyed_by_checkpoint_config_and_size(small, tmp_path, monkeypatch):
+def test_export_cache_is_reused_and_keyed_by_checkpoint_config_and_size(small, tmp_path, copying_export, monkeypatch):
     ckpt, config, args, network, paths = small
-    monkeypatch.setenv(backends.CACHE_ENV, str(tmp_path))
-    export, calls = _copy_export(paths)
-    monkeypatch.setattr(backends, "export_network", export)
+    calls = copying_export
     first = exported_graphs(network, args)
     again = exported_graphs(network, args)
     assert first == again and len(calls) == 1 and all(p.is_file() for p in first.values())
@@ -360,13 +363,11 @@ def test_export_cache_is_reused_and_keyed_by_checkpoint_config_and_size(small, t
     assert cache_key(ckpt, args) not in keys
 
 
-def test_an_unfinished_cache_folder_is_exported_again(small, tmp_path, monkeypatch):
+def test_an_unfinished_cache_folder_is_exported_again(small, tmp_path, copying_export):
     """A graph cut short (a full disk, a kill in an older version) or a folder with no manifest (an
     export in progress elsewhere) is not run: the network is exported again, whole."""
     ckpt, _, args, network, paths = small
-    monkeypatch.setenv(backends.CACHE_ENV, str(tmp_path))
-    export, calls = _copy_export(paths)
-    monkeypatch.setattr(backends, "export_network", export)
+    calls = copying_export
     folder = _seed_cache(tmp_path, ckpt, args, paths)
     stage = folder / "encode_stage1.onnx"
     stage.write_bytes(stage.read_bytes()[:1000])
@@ -412,11 +413,9 @@ def test_a_run_starting_while_another_exports_never_gets_its_partial_files(small
     assert sorted(p.name for p in tmp_path.iterdir()) == [cache_key(ckpt, args)]
 
 
-def test_an_export_folder_left_by_a_killed_process_is_removed_once_a_day_old(small, tmp_path, monkeypatch):
+def test_an_export_folder_left_by_a_killed_process_is_removed_once_a_day_old(small, tmp_path, copying_export):
     ckpt, _, args, network, paths = small
-    monkeypatch.setenv(backends.CACHE_ENV, str(tmp_path))
-    export, calls = _copy_export(paths)
-    monkeypatch.setattr(backends, "export_network", export)
+    calls = copying_export
     key = cache_key(ckpt, args)
     old, young = tmp_path / f".{key}-killed", tmp_path / f".{key}-at-work"
     for folder in (old, young):
