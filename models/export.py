@@ -257,9 +257,7 @@ def export_network(network, out_dir, metadata: Optional[Mapping[str, str]] = Non
                               dynamic_axes=axes, opset_version=OPSET, dynamo=False, do_constant_folding=True)
         model = onnx.load(str(tmp))
         model.doc_string = f"MOTRv2 {name} graph (models/export.py)"
-        for key, value in {**stamp, "graph": name}.items():
-            entry = model.metadata_props.add()
-            entry.key, entry.value = key, value
+        _stamp(model, {**stamp, "graph": name})
         onnx.checker.check_model(model)
         onnx.save(model, str(tmp))
         os.replace(tmp, path)
@@ -284,7 +282,7 @@ def step_graph(paths: Mapping[str, Path], stamp: Mapping[str, str]):
     """The `encode_step` graph of the stage files in `paths` (an onnx ModelProto), or None when there
     are fewer than two middle stages or they are not one graph (then nothing is shared)."""
     onnx = require("onnx", "export the network")
-    middle = [paths[g] for g in sorted(paths) if g.startswith("encode_stage")][1:-1]
+    middle = [paths[g] for g in middle_stages(paths)]
     if len(middle) < 2:
         return None
     models = [onnx.load(str(p)) for p in middle]
@@ -304,12 +302,24 @@ def step_graph(paths: Mapping[str, Path], stamp: Mapping[str, str]):
     for t in made_inputs:
         step.graph.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
     del step.metadata_props[:]
-    for key, value in {**stamp, "graph": STEP_GRAPH, "weights": json.dumps(sorted(weights))}.items():
-        entry = step.metadata_props.add()
-        entry.key, entry.value = key, value
+    _stamp(step, {**stamp, "graph": STEP_GRAPH, "weights": json.dumps(sorted(weights))})
     step.doc_string = f"MOTRv2 {STEP_GRAPH} graph: a middle encoder stage, weights as inputs (models/export.py)"
     onnx.checker.check_model(step)
     return step
+
+
+def middle_stages(graphs) -> Tuple[str, ...]:
+    """The middle encoder stages among the graph names `graphs`, in layer order (encode_stage1 ..
+    encode_stage{n-1}; a name sort would put encode_stage10 before encode_stage2)."""
+    n_stages = sum(1 for g in graphs if g.startswith("encode_stage"))
+    return stage_names(n_stages - 1)[1:-1] if n_stages else ()
+
+
+def _stamp(model, metadata: Mapping[str, str]) -> None:
+    """Add `metadata` to an onnx model's metadata_props."""
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
 
 
 def step_weights(stage_path, names) -> Dict[str, object]:

@@ -1,7 +1,10 @@
-"""tools/benchmark.py's per-backend peak memory: a fresh process per backend (`--peak_probe`)."""
+"""tools/benchmark.py's per-backend peak memory: a fresh process per backend (`--peak_probe`); the
+backend flag of tools/benchmark_variants.py."""
 import math
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
@@ -24,3 +27,11 @@ def test_a_failing_probe_is_nan_with_a_warning_naming_it(capsys):
     assert math.isnan(peak)
     err = capsys.readouterr().err
     assert "peak-memory probe of openvino:fp32 failed" in err and "no exported graphs in --probe_graphs" in err
+
+
+def test_benchmark_variants_refuses_a_backend_precision_it_does_not_have(capsys):
+    from tools import benchmark_variants
+    with pytest.raises(SystemExit) as info:
+        benchmark_variants.main(["--backend", "openvino:fp16"])
+    assert info.value.code == 2
+    assert "--backend openvino:fp16: precision must be fp32 or bf16" in capsys.readouterr().err

@@ -190,6 +190,13 @@ def three_layers(tmp_path_factory):
     return network, export_network(network, root / "onnx", image_hw=(64, 96))
 
 
+def test_the_middle_stages_are_taken_in_layer_order_past_nine_layers():
+    from models.export import middle_stages
+    graphs = ["decode", "encode"] + [f"encode_stage{k}" for k in (0, 10, 1, 11, 2, 3, 4, 5, 6, 7, 8, 9, 12)]
+    assert middle_stages(graphs) == tuple(f"encode_stage{k}" for k in range(1, 12))
+    assert middle_stages(["encode_stage0", "encode_stage1"]) == () and middle_stages(["decode"]) == ()
+
+
 def test_the_middle_stages_are_one_step_graph_with_their_weights_as_inputs(three_layers):
     network, paths = three_layers
     step = onnx.load(str(paths[STEP_GRAPH]))

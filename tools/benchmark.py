@@ -295,11 +295,11 @@ def main(argv=None):
 
 
 # -- backends side by side -------------------------------------------------------------------------------
-def parse_backend(text: str):
+def parse_backend(text: str, flag: str = "--backends"):
     backend, _, precision = text.partition(":")
     precision = precision or "fp32"
     if precision not in ("fp32", "bf16"):
-        raise ValueError(f"--backends {text}: precision must be fp32 or bf16")
+        raise ValueError(f"{flag} {text}: precision must be fp32 or bf16")
     return backend, precision
 
 

@@ -37,22 +37,26 @@ ROW_CONFIGS = [dict(memory="none"), dict(memory="sparse"), dict(memory="sparse",
 
 
 def build_network(device, backend: str = "torch", graphs_dir: Optional[str] = None, export: bool = True):
-    """The stand-in MOTRv2 on `backend` ("torch", "onnxruntime", "openvino", ":bf16" for bf16),
-    its graphs exported into `graphs_dir` (`export=False`: taken from there)."""
-    from main import get_args_parser
-    from models import build_model
-    from util.standin_weights import make_state_dict
-    argv = (Path(__file__).resolve().parents[1] / "configs" / "motrv2.args").read_text().split()
-    model, _, _ = build_model(get_args_parser().parse_args(argv))
-    model.load_state_dict(make_state_dict(model.state_dict()))
-    model = model.eval().to(device).optimize_for_inference()
-    runtime, _, precision = backend.partition(":")
+    """The stand-in MOTRv2 (tools/benchmark.py's) on `backend` ("torch", "onnxruntime", "openvino",
+    ":bf16" for bf16), its graphs exported into `graphs_dir` (`export=False`: taken from there)."""
+    from tools.benchmark import build_model, parse_backend
+    runtime, precision = parse_backend(backend)
+    model = build_model(False, device).optimize_for_inference()
     if runtime == "torch":
         return model
     from models.backends import ExportedNetwork
     from models.export import export_network
     paths = export_network(model, graphs_dir) if export else {p.stem: p for p in Path(graphs_dir).glob("*.onnx")}
-    return ExportedNetwork(model, paths, runtime, precision=precision or "fp32", device=str(device))
+    return ExportedNetwork(model, paths, runtime, precision=precision, device=str(device))
+
+
+def _backend_flag(text: str) -> str:
+    from tools.benchmark import parse_backend
+    try:
+        parse_backend(text, "--backend")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def frame_inputs(hw, n_proposals, device, seed=0):
@@ -92,7 +96,7 @@ def main(argv=None):
     parser.add_argument("--frames", type=int, default=2, help="timed frames per mode (after one warm-up)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--proposals", type=int, default=60)
-    parser.add_argument("--backend", default="torch",
+    parser.add_argument("--backend", default="torch", type=_backend_flag,
                         help="torch, onnxruntime or openvino, ':bf16' for bf16 (the network exported first)")
     parser.add_argument("--_peak_of", type=int, default=None, help=argparse.SUPPRESS)  # the child of cpu_peak_mb
     parser.add_argument("--_graphs", default=None, help=argparse.SUPPRESS)  # the parent's exported graphs
@@ -100,7 +104,6 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     hw = tuple(args.hw)
-    graphs = tempfile.TemporaryDirectory()
     if args._peak_of is not None:
         network = build_network(device, args.backend, args._graphs, export=False)
         img, proposals = frame_inputs(hw, args.proposals, device)
@@ -111,6 +114,7 @@ def main(argv=None):
         return
     print(f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else f'CPU, {args.threads} threads'}"
           f", torch {torch.__version__}, input {hw[0]}x{hw[1]}, {args.proposals} proposals, backend {args.backend}")
+    graphs = tempfile.TemporaryDirectory()  # the exported graphs, shared with the peak probes
     network = build_network(device, args.backend, graphs.name)
     img, proposals = frame_inputs(hw, args.proposals, device)
     rows = []
