@@ -1,7 +1,10 @@
 """Training loop (engine.py): a tiny MOTRv2 learns, --resume continues exactly, gradient
 checkpointing changes no gradient, a non-finite loss stops with a clear error."""
 import copy
+import json
 import math
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -298,3 +301,56 @@ def test_frozen_backbone_runs_a_folded_copy_with_the_same_features(mot_path):
     assert list(model.state_dict()) == keys  # the checkpoint format is unchanged
     trained, _ = build_tiny(tiny_args(mot_path, "--lr_backbone", 1e-5))
     assert not trained.backbone[0].use_folded_copy_if_frozen()  # a trained backbone is left alone
+
+
+# -- the training step, pinned -----------------------------------------------------------------------
+# One step on a fixed clip (3 frames: QIM carries tracks, the matcher keeps them): every loss term and
+# the gradient norm of every parameter group, as today's code computes them. A change to the network's
+# order of operations (the attention, the decoder) may move them by float rounding, never more.
+PIN = Path(__file__).parent / "data" / "training_step.json"
+PIN_GROUPS = ("backbone", "input_proj", "transformer.encoder", "transformer.decoder", "transformer.level_embed",
+              "class_embed", "bbox_embed", "query_embed", "position", "yolox_embed", "track_embed")
+
+
+def training_step(mot_path):
+    args = tiny_args(mot_path, "--sampler_lengths", 3)
+    model, criterion = build_tiny(args)
+    # Off the initial weights, where no gradient reaches the sampling geometry (offset and attention
+    # weights start at zero) or QIM (no score passes 0.5): every path of the step carries gradient.
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("sampling_offsets.weight", "attention_weights.weight")):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+            elif name.startswith("class_embed") and name.endswith("bias"):
+                p.fill_(1.0)
+    clip = one_clip(mot_path, args)
+    model.train()
+    torch.manual_seed(5)
+    terms = criterion(model(copy.deepcopy(clip)), clip)
+    loss = engine.weighted_loss(terms, criterion.weight_dict)
+    loss.backward()
+    norms = {}
+    for group in PIN_GROUPS:
+        grads = [p.grad.double().pow(2).sum() for n, p in model.named_parameters()
+                 if n.startswith(group) and p.grad is not None]
+        if grads:
+            norms[group] = float(torch.stack(grads).sum().sqrt())
+    return {"loss": float(loss), "terms": {k: float(v) for k, v in sorted(terms.items())}, "grad_norms": norms}
+
+
+def test_training_step_matches_the_recorded_one(mot_path):
+    """`MOTR_RECORD_TRAINING_STEP=1 pytest -k recorded_one` rewrites the record: only with the code the
+    record was made from (git stash your change first), never to make this test pass."""
+    step = training_step(mot_path)
+    if os.environ.get("MOTR_RECORD_TRAINING_STEP") == "1":
+        PIN.write_text(json.dumps(step, indent=1) + "\n")
+    recorded = json.loads(PIN.read_text())
+    assert step["terms"].keys() == recorded["terms"].keys() and len(step["terms"]) >= 9
+    assert step["grad_norms"].keys() == recorded["grad_norms"].keys()
+    assert {"track_embed", "transformer.decoder", "backbone"} <= step["grad_norms"].keys()
+    assert step["loss"] == pytest.approx(recorded["loss"], rel=1e-5)
+    for name, value in recorded["terms"].items():
+        assert step["terms"][name] == pytest.approx(value, rel=1e-4, abs=1e-6), name
+    for name, value in recorded["grad_norms"].items():
+        assert step["grad_norms"][name] == pytest.approx(value, rel=1e-4, abs=1e-7), name
