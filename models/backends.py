@@ -13,8 +13,7 @@ one folder per (checkpoint sha256, network configuration, input size rule, expor
 
 On the CPU the encoder runs in stages with the deformable sampling between them; OpenVINO in
 float32 runs the middle stages as one compiled `encode_step` fed each stage's weights (`SharedStep`:
-its buffers are held once, not per stage). With several trackers on a frame the decoder's value
-tables are projected once (`decode_values`, then `decode_shared` per tracker).
+its buffers are held once, not per stage).
 
 Precision: float32 by default; `--amp bf16` asks OpenVINO for bf16 inference
 (INFERENCE_PRECISION_HINT) of the encoder's layers where the CPU has bf16 (`ov.Core` reports
@@ -42,7 +41,7 @@ from util.device import bf16_fallback_warning
 from .checkpoint import sha256_of
 from .config import BACKENDS
 from .deformable_transformer import EncodedFeatures, level_starts
-from .export import (DECODE_OUTPUTS, GRAPHS, OPSET, SHARED_DECODE, STAGE_OUTPUTS, STEP_GRAPH, STEM_OUTPUTS, EXPORT_FORMAT, BackendError,
+from .export import (DECODE_OUTPUTS, GRAPHS, OPSET, STAGE_OUTPUTS, STEP_GRAPH, STEM_OUTPUTS, EXPORT_FORMAT, BackendError,
                      MissingRuntime, config_json, export_network, read_metadata, require, stage_names, step_weights)
 from . import ms_deform_attn_numba
 from .ms_deform_attn_ops import ms_deform_attn_gather
@@ -89,9 +88,9 @@ def cache_key(checkpoint: str, args) -> str:
 def exported_graphs(network, args, onnx_dir: Optional[str] = None) -> Dict[str, Path]:
     """{graph: path} of `network`'s exported graphs: those in `onnx_dir` (each checked: readable,
     the graph its name says, this code's export format, `args`'s network configuration, all from one
-    checkpoint; the encoder's stages and the shared decode pair are optional there), else the cache's
+    checkpoint; the encoder's stages are optional there), else the cache's
     for `args.resume`, exporting them on a miss. Each fault is a BackendError naming the file."""
-    names = GRAPHS + SHARED_DECODE + stage_names(len(network.transformer.encoder.layers))
+    names = GRAPHS + stage_names(len(network.transformer.encoder.layers))
     if onnx_dir:
         paths = {g: Path(onnx_dir) / f"{g}.onnx" for g in names + (STEP_GRAPH,)}
         missing = [str(paths[g]) for g in GRAPHS if not paths[g].is_file()]
@@ -356,8 +355,7 @@ class OpenVinoGraph:
 
 
 # Inputs whose shape is fixed for a frame size (OpenVINO compiles a static graph per frame size).
-STATIC_INPUTS = {"encode": ("image",), "decode": ("tokens", "spatial_shapes"), "encode_stage0": ("image",),
-                 "decode_values": ("tokens",), "decode_shared": ("values", "spatial_shapes")}
+STATIC_INPUTS = {"encode": ("image",), "decode": ("tokens", "spatial_shapes"), "encode_stage0": ("image",)}
 STAGE_STATIC = ("tokens", "attended", "pos")
 # What crosses between the encoder's stages as bf16 under --amp bf16 (OpenVINO): what the runtime
 # computes or consumes in bf16 anyway (position encodings, value table, offsets and attention logits,
@@ -412,7 +410,7 @@ class ExportedNetwork:
         # (backbone, projections) and the decoder's graph run float32. A bf16 backbone moved the demo's
         # +OFS row by +0.64 HOTA on an AVX512-BF16 CPU (-0.00 on AMX; +/-0.01 with the stem in float32),
         # and bf16 rounding in the decoder would move boxes from frame to frame.
-        full = {"decode", *SHARED_DECODE} | ({stages[0]} if self.staged else set())
+        full = {"decode"} | ({stages[0]} if self.staged else set())
 
         def load(g):
             try:
@@ -424,8 +422,6 @@ class ExportedNetwork:
                 raise BackendError(f"{self.paths[g]}: {backend} cannot load it ({reason}): export it again "
                                    f"(tools/export_onnx.py, or delete the file from the export cache)") from exc
         self.graphs = {g: load(g) for g in names}
-        # Loaded at the first decode of shared features (a variants run): one tracker never needs them.
-        self._load_shared = load if all(g in self.paths for g in SHARED_DECODE) else None
         if middle:
             weights = json.loads(read_metadata(self.paths[STEP_GRAPH])["weights"])
             step = {g: SharedStep(self.graphs[STEP_GRAPH], step_weights(self.paths[g], weights)) for g in middle}
@@ -478,32 +474,9 @@ class ExportedNetwork:
             raise ValueError("exported decode graphs take no attention mask (training's query denoising)")
         shapes = np.asarray(features.spatial_shapes, np.int64)
         feeds = {"spatial_shapes": shapes, "tgt": _numpy(tgt), "ref_pts": _numpy(ref_pts)}
-        shared = features.shared_decoder_values()  # several trackers on these features (track_frame)
-        if shared is not None and self._shared_decode_ready():
-            if "exported" not in shared:  # the first tracker's decode: the value tables, once per frame
-                # The runtime's buffer, not a copy (145 MB at 800x1422): the features are track_frame's,
-                # dropped before decode_values runs again on the next frame's.
-                shared["exported"] = self.graphs["decode_values"]({"tokens": _numpy(features.tokens)}, copy=False)[0]
-            outs = self.graphs["decode_shared"]({"values": shared["exported"], **feeds})
-        else:
-            outs = self.graphs["decode"]({"tokens": _numpy(features.tokens), **feeds})
+        outs = self.graphs["decode"]({"tokens": _numpy(features.tokens), **feeds})
         device = tgt.device
         return {name: torch.from_numpy(np.ascontiguousarray(v)).to(device) for name, v in zip(DECODE_OUTPUTS, outs)}
-
-    def _shared_decode_ready(self) -> bool:
-        """Whether the shared decode pair can run: loaded at its first use; a pair that fails to load
-        is dropped with a warning, and every tracker then runs `decode` (as with older exports)."""
-        if self._load_shared is None:
-            return False
-        try:
-            for g in SHARED_DECODE:
-                if g not in self.graphs:
-                    self.graphs[g] = self._load_shared(g)
-        except BackendError as exc:
-            _log.warning("%s; each variant runs decode.onnx instead", exc)
-            self._load_shared = None
-            return False
-        return True
 
     def __repr__(self) -> str:
         return f"ExportedNetwork({self.backend}, {self.precision}, {self.paths['encode'].parent})"

@@ -5,8 +5,8 @@ proposal-score embeddings, or track embeddings from QIM); its positional queries
 encoding of the current reference boxes, recomputed at every layer.
 """
 import copy
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +14,7 @@ from torch import nn
 
 from util.device import float32_if_half
 
-from .ms_deform_attn import MSDeformAttn
+from .ms_deform_attn import MSDeformAttn, sampling_table
 from .position_encoding import pos2posemb
 from .structures import inverse_sigmoid
 
@@ -78,8 +78,7 @@ class DeformableTransformer(nn.Module):
         tgt = tgt.unsqueeze(0).expand(bs, -1, -1)
         reference_points = ref_pts.unsqueeze(0).expand(bs, -1, -1)
         return self.decoder(tgt, reference_points, encoded.tokens, encoded.spatial_shapes,
-                            encoded.level_start_index, encoded.valid_ratios, encoded.padding_mask, attn_mask,
-                            value_cache=encoded.shared_decoder_values())
+                            encoded.level_start_index, encoded.valid_ratios, encoded.padding_mask, attn_mask)
 
 
 def level_starts(spatial_shapes: Sequence[Tuple[int, int]]) -> List[int]:
@@ -98,22 +97,6 @@ class EncodedFeatures:
     level_start_index: List[int]              # first row of each level in `tokens`
     valid_ratios: torch.Tensor                # [B, levels, 2]
     padding_mask: Optional[torch.Tensor]      # [B, S] (True = padding), None when nothing is padded
-    # The decoder layers' value tables of `tokens`, when several query sets decode these features
-    # (the variants of one frame: models/tracker.py, track_frame): the first decode fills it, the
-    # others reuse it (the value projection is most of a decode on the CPU). Keyed by the filler:
-    # (layer, layout) -> tensor for PyTorch, "exported" -> the stacked array for the exported
-    # backends, and "of" -> the tokens they were made from. None: each decode projects its own
-    # (training, one tracker: nothing held).
-    decoder_values: Optional[Dict[object, object]] = field(default=None, repr=False, compare=False)
-
-    def shared_decoder_values(self) -> Optional[Dict[object, object]]:
-        """`decoder_values` for a decode to read and fill, emptied first if `tokens` was replaced
-        since it was filled (tables of other tokens are never reused); None when not shared."""
-        cache = self.decoder_values
-        if cache is not None and cache.get("of") is not self.tokens:
-            cache.clear()
-            cache["of"] = self.tokens
-        return cache
 
 
 class DeformableTransformerEncoderLayer(nn.Module):
@@ -173,7 +156,10 @@ class DeformableTransformerDecoderLayer(nn.Module):
                  self_cross=True, sigmoid_attn=False):
         super().__init__()
         self.self_cross = self_cross
-        self.cross_attn = MSDeformAttn(d_model, n_levels, n_heads, n_points, sigmoid_attn=sigmoid_attn)
+        # A few hundred queries on thousands of tokens: sampling the features and projecting the
+        # samples is cheaper than a value table of every token (MSDeformAttn).
+        self.cross_attn = MSDeformAttn(d_model, n_levels, n_heads, n_points, sigmoid_attn=sigmoid_attn,
+                                       project_after_sampling=True)
         self.dropout1 = nn.Dropout(dropout)
         self.norm1 = nn.LayerNorm(d_model)
         self.self_attn = nn.MultiheadAttention(d_model, n_heads, dropout=dropout)
@@ -191,15 +177,16 @@ class DeformableTransformerDecoderLayer(nn.Module):
         return self.norm2(tgt + self.dropout2(tgt2.transpose(0, 1)))
 
     def _cross_attention(self, tgt, query_pos, reference_points, src, spatial_shapes, level_start_index,
-                         padding_mask, value):
+                         padding_mask, table):
         tgt2 = self.cross_attn(tgt + query_pos, reference_points, src, spatial_shapes, level_start_index,
-                               padding_mask, value=value)
+                               padding_mask, table=table)
         return self.norm1(tgt + self.dropout1(tgt2))
 
     def forward(self, tgt, query_pos, reference_points, src, spatial_shapes, level_start_index,
-                padding_mask=None, attn_mask=None, value=None):
-        """`value`: the cross-attention's value table of `src` when the caller has it (MSDeformAttn)."""
-        cross = (reference_points, src, spatial_shapes, level_start_index, padding_mask, value)
+                padding_mask=None, attn_mask=None, table=None):
+        """`table`: `sampling_table(src, padding_mask)` when the caller has it (the decoder, once for all
+        its layers); made here otherwise."""
+        cross = (reference_points, src, spatial_shapes, level_start_index, padding_mask, table)
         if self.self_cross:
             tgt = self._self_attention(tgt, query_pos, attn_mask)
             tgt = self._cross_attention(tgt, query_pos, *cross)
@@ -219,25 +206,19 @@ class DeformableTransformerDecoder(nn.Module):
         self.bbox_embed: Optional[nn.ModuleList] = None
 
     def forward(self, tgt, reference_points, src, spatial_shapes, level_start_index, valid_ratios,
-                padding_mask=None, attn_mask=None, value_cache: Optional[Dict] = None):
-        """Returns every layer's output [layers, B, Q, C] and refined boxes [layers, B, Q, 4].
-        `value_cache` (EncodedFeatures.decoder_values): the layers' value tables of `src`, filled on
-        first use and reused (the same tensors, so the same numbers as projecting anew)."""
+                padding_mask=None, attn_mask=None):
+        """Returns every layer's output [layers, B, Q, C] and refined boxes [layers, B, Q, 4]."""
         output = tgt
+        # The features as every layer's cross-attention samples them: made once per decode.
+        table = sampling_table(src, padding_mask, channels_first=self.layers[0].cross_attn.exporting())
         outputs, boxes = [], []
         ratios4 = torch.cat([valid_ratios, valid_ratios], -1)[:, None]
         for lid, layer in enumerate(self.layers):
             reference_input = reference_points[:, :, None] * ratios4
             # 4 box coordinates x (d_model / 4) features: 64 each for the 256-d model
             query_pos = pos2posemb(reference_points, output.shape[-1] // 4)
-            value = None
-            if value_cache is not None:
-                key = (lid, layer.cross_attn.exporting())
-                if key not in value_cache:
-                    value_cache[key] = layer.cross_attn.project_value(src, padding_mask, channels_first=key[1])
-                value = value_cache[key]
             output = layer(output, query_pos, reference_input, src, spatial_shapes, level_start_index,
-                           padding_mask, attn_mask, value=value)
+                           padding_mask, attn_mask, table=table)
             # Box of this layer = refinement of the box it started from; the next layer starts from
             # it without gradient (Deformable DETR's iterative refinement).
             with torch.autocast(output.device.type, enabled=False):  # boxes in float32 under autocast too

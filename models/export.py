@@ -6,10 +6,7 @@
 
 `encode` is the backbone (frozen batch norms folded into the convolutions), the input projections
 and the encoder; `decode` the decoder and its last class head (the auxiliary heads are not
-needed to track). For several query sets on one frame (the variants) `decode` also comes split in
-two, `decode_values` (tokens -> values [layers, M, D, S], each decoder layer's value table) and
-`decode_shared` (values, spatial_shapes, tgt, ref_pts -> decode's outputs), so that the tables,
-most of a decode on the CPU, are projected once per frame. Everything around them (queries, ids, memory, QIM, the output filter) stays the
+needed to track). Everything around them (queries, ids, memory, QIM, the output filter) stays the
 Python of `models/track_step.py`, the same for every backend (`models/backends.py`). QIM is not
 exported: it runs on a few dozen tracks, well under 1% of a frame.
 
@@ -30,18 +27,15 @@ from typing import Dict, Mapping, Optional, Tuple
 import torch
 from torch import nn
 
-from .ms_deform_attn import MSDeformAttn
+from .ms_deform_attn import MSDeformAttn, sampling_table
 from .position_encoding import pos2posemb
 from .structures import NestedTensor, inverse_sigmoid
 
 OPSET = 17
 # Bumped when the graphs change: part of the export cache key (models/backends.py).
-EXPORT_FORMAT = 2
+# 3: the decoder projects its samples rather than a value table of every token (MSDeformAttn).
+EXPORT_FORMAT = 3
 GRAPHS = ("encode", "decode")
-# The decoder split for several query sets on one frame (the variants): `decode_values` (tokens ->
-# the decoder layers' value tables) once per frame, then `decode_shared` (values in place of tokens)
-# per query set. Optional in an --onnx_dir (older exports lack them: each variant then runs `decode`).
-SHARED_DECODE = ("decode_values", "decode_shared")
 ENCODE_INPUTS, ENCODE_OUTPUTS = ("image",), ("tokens", "spatial_shapes")
 DECODE_INPUTS = ("tokens", "spatial_shapes", "tgt", "ref_pts")
 DECODE_OUTPUTS = ("pred_logits", "pred_boxes", "hs", "first_layer_boxes")
@@ -151,48 +145,30 @@ def encoder_reference_points(shapes: torch.Tensor, n_levels: int, dtype) -> torc
 
 class DecodeGraph(nn.Module):
     """(tokens, spatial_shapes, tgt, ref_pts) -> the last layer's logits, boxes, hidden states and
-    the first layer's boxes: `MOTR.decode` without the auxiliary heads.
+    the first layer's boxes: `MOTR.decode` without the auxiliary heads."""
 
-    `from_values`: the `decode_shared` graph, which takes the decoder layers' value tables
-    (`DecodeValuesGraph`'s `values`) in place of the tokens: several query sets decoding one frame
-    (the variants) project them once."""
-
-    def __init__(self, network, from_values: bool = False):
+    def __init__(self, network):
         super().__init__()
         self.net = network
-        self.from_values = from_values
 
-    def forward(self, tokens_or_values, spatial_shapes, tgt, ref_pts):
+    def forward(self, tokens, spatial_shapes, tgt, ref_pts):
         net = self.net
         decoder = net.transformer.decoder
         n_levels = net.num_feature_levels
         ratios4 = torch.ones(1, 1, n_levels, 4, dtype=tgt.dtype)
-        tokens = None if self.from_values else tokens_or_values
+        table = sampling_table(tokens, None, channels_first=True)
         output = tgt.unsqueeze(0)
         reference_points = ref_pts.unsqueeze(0)
         first = None
         for lid, layer in enumerate(decoder.layers):
             query_pos = pos2posemb(reference_points, output.shape[-1] // 4)
-            value = tokens_or_values[lid] if self.from_values else None
             output = layer(output, query_pos, reference_points[:, :, None] * ratios4, tokens, spatial_shapes,
-                           None, None, None, value=value)
+                           None, None, None, table=table)
             reference_points = (decoder.bbox_embed[lid](output) + inverse_sigmoid(reference_points)).sigmoid()
             if first is None:
                 first = reference_points
         logits = net.class_embed[len(decoder.layers) - 1](output)
         return logits, reference_points, output, first
-
-
-class DecodeValuesGraph(nn.Module):
-    """tokens [1, S, C] -> values [layers, M, D, S]: each decoder layer's value table of the tokens
-    (MSDeformAttn.project_value, channels first), what `decode_shared` takes."""
-
-    def __init__(self, network):
-        super().__init__()
-        self.layers = network.transformer.decoder.layers
-
-    def forward(self, tokens):
-        return torch.stack([layer.cross_attn.project_value(tokens, None, channels_first=True) for layer in self.layers])
 
 
 @contextlib.contextmanager
@@ -221,8 +197,7 @@ def example_inputs(network, image_hw: Tuple[int, int] = (160, 288), n_queries: i
 
 def export_network(network, out_dir, metadata: Optional[Mapping[str, str]] = None,
                    image_hw: Tuple[int, int] = (160, 288)) -> Dict[str, Path]:
-    """Write `encode.onnx`, `decode.onnx`, the shared decode pair (SHARED_DECODE) and the encoder's
-    stages (`encode_stage{k}.onnx`) of `network` (an eval-mode MOTR on the CPU, weights loaded)
+    """Write `encode.onnx`, `decode.onnx` and the encoder's stages (`encode_stage{k}.onnx`) of `network` (an eval-mode MOTR on the CPU, weights loaded)
     into `out_dir`, check them with `onnx.checker` and stamp `metadata` (plus the opset and the
     export format) into each. Returns {graph: path}."""
     onnx = require("onnx", "export the network")
@@ -237,15 +212,6 @@ def export_network(network, out_dir, metadata: Optional[Mapping[str, str]] = Non
         "decode": (DecodeGraph(network), (tokens, shapes, tgt, ref), DECODE_INPUTS, DECODE_OUTPUTS,
                    {"tokens": {1: "tokens"}, "tgt": {0: "queries"}, "ref_pts": {0: "queries"}, **per_query}),
     }
-    with torch.no_grad(), export_attention():
-        values = DecodeValuesGraph(network)(tokens)
-    specs.update({
-        "decode_values": (DecodeValuesGraph(network), (tokens,), ("tokens",), ("values",),
-                          {"tokens": {1: "tokens"}, "values": {3: "tokens"}}),
-        "decode_shared": (DecodeGraph(network, from_values=True), (values, shapes, tgt, ref),
-                          ("values",) + DECODE_INPUTS[1:], DECODE_OUTPUTS,
-                          {"values": {3: "tokens"}, "tgt": {0: "queries"}, "ref_pts": {0: "queries"}, **per_query}),
-    })
     specs.update(_stage_specs(network, image))
     paths = {}
     stamp = {"opset": str(OPSET), "export_format": str(EXPORT_FORMAT), **{k: str(v) for k, v in (metadata or {}).items()}}

@@ -183,12 +183,9 @@ class Tracker:
 
 
 def track_frame(trackers: Sequence[Tracker], image: torch.Tensor, proposals: Optional[torch.Tensor],
-                ori_size: Tuple[int, int], proposal_classes: Optional[torch.Tensor] = None,
-                share_decoder_values: bool = True) -> List[FrameTracks]:
+                ori_size: Tuple[int, int], proposal_classes: Optional[torch.Tensor] = None) -> List[FrameTracks]:
     """One frame for every tracker: the image is encoded once (the trackers share one network),
-    then each tracker decodes, gives ids and updates its memory on that encoding. With several
-    trackers the decoder's value tables are projected once for all of them (the same numbers;
-    `share_decoder_values=False` projects them per tracker, for benchmarks)."""
+    then each tracker decodes, gives ids and updates its memory on that encoding."""
     network = trackers[0].network
     if any(t.network is not network for t in trackers):
         raise ValueError("track_frame: the trackers must share one network")
@@ -202,8 +199,6 @@ def track_frame(trackers: Sequence[Tracker], image: torch.Tensor, proposals: Opt
         with autocast_context(device, amp):
             features = network.encode(image.to(device))
         features.tokens = float32_if_half(features.tokens)
-        if share_decoder_values and len(trackers) > 1:  # every tracker decodes these features
-            features.decoder_values = {}
         proposals = None if proposals is None else proposals.to(device)
         return [t.step(features, proposals, ori_size, proposal_classes) for t in trackers]
 

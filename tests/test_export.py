@@ -24,7 +24,7 @@ import util.device
 from models import backends
 from models.backends import ExportedNetwork, cache_key, check_backend, exported_graphs
 from models.config import model_args
-from models.export import (SHARED_DECODE, STEP_GRAPH, step_weights, BackendError, MissingRuntime, export_network, config_json, read_metadata,
+from models.export import (STEP_GRAPH, step_weights, BackendError, MissingRuntime, export_network, config_json, read_metadata,
                            EncodeGraph, export_attention)
 from models.ms_deform_attn import ms_deform_attn_reference
 from models.ms_deform_attn_export import ms_deform_attn_export
@@ -62,7 +62,7 @@ def small(tmp_path_factory):
     assert main(["--resume", str(ckpt), "--config", str(config), "-o", str(root / "onnx"), "--trace_size", "64", "96",
                  "--val_width", "96", "--val_max_size", "160"]) == 0
     paths = {p.stem: p for p in sorted((root / "onnx").glob("*.onnx"))}
-    assert set(paths) == {"encode", "decode", "decode_values", "decode_shared"} | {
+    assert set(paths) == {"encode", "decode"} | {
         f"encode_stage{k}" for k in range(args.enc_layers + 1)}
     return ckpt, config, args, build_network(args), paths
 
@@ -286,62 +286,6 @@ def test_tracker_update_on_a_backend_is_the_torch_tracker(small, backend, tmp_pa
         assert np.abs(got[:, :4] - expected[:, :4]).max(initial=0) <= 0.05
         rows += len(got)
     assert rows > 4, "too few boxes for the comparison to mean anything"
-
-
-@pytest.mark.parametrize("backend", [RUNTIMES[0], pytest.param("openvino", marks=[pytest.mark.slow, *RUNTIMES[1].marks])])
-def test_trackers_sharing_a_frame_on_a_backend_project_the_decoders_values_once(small, backend, monkeypatch, tmp_path,
-                                                                                caplog):
-    """track_frame with several trackers on an exported backend: `decode_values` once per frame,
-    `decode_shared` once per tracker, `decode` never; the tracks are those of decodes that each
-    project their own values (`decode`). One tracker does not even load the pair."""
-    from models.inputs import image_to_input, proposals_from_detections
-    from models.tracker import track_frame
-    _, _, _, network, paths = small
-    exported = ExportedNetwork(network, paths, backend, threads=1)
-    calls = []
-    runtime = backends.RUNTIMES[backend]
-    run = runtime.__call__
-    monkeypatch.setattr(runtime, "__call__", lambda self, *a, **k: (calls.append(self.name), run(self, *a, **k))[1])
-    configs = [dict(memory="none"), dict(memory="sparse"), dict(memory="sparse", ofs="latest")]
-
-    def trackers(n):
-        return [Tracker(exported, TrackerConfig.from_flags(score_threshold=0.3, update_score_threshold=0.3, **c),
-                        device=torch.device("cpu")) for c in configs[:n]]
-    shared, own = trackers(3), trackers(3)
-    frames = []
-    for img, dets in _frames():
-        xywh = np.concatenate([dets[:, :2], dets[:, 2:4] - dets[:, :2], dets[:, 4:]], 1)
-        frames.append((image_to_input(img, 96, 160)[None], proposals_from_detections(xywh, 160, 96).float()))
-    for x, proposals in frames:
-        track_frame(trackers(1), x, proposals, (96, 160))
-    assert not set(SHARED_DECODE) & set(exported.graphs)
-    for x, proposals in frames:
-        mine = track_frame(own, x, proposals, (96, 160), share_decoder_values=False)
-        calls.clear()
-        got = track_frame(shared, x, proposals, (96, 160))
-        decodes = [c for c in calls if c.startswith("decode")]
-        assert decodes == ["decode_values"] + ["decode_shared"] * len(configs)
-        for a, b in zip(got, mine):
-            assert torch.equal(a.ids, b.ids) and torch.allclose(a.boxes, b.boxes, atol=1e-4, rtol=0)
-    assert sum(len(t.ids) for t in got) > 0, "no tracks: a weak comparison"
-    # graphs exported before the pair existed (an --onnx_dir), or a pair the runtime cannot load (a
-    # warning): each tracker runs `decode`
-    broken = dict(paths)
-    model = onnx.load(str(paths["decode_shared"]))
-    model.graph.node[0].op_type = "NoSuchOperator"
-    broken["decode_shared"] = tmp_path / "decode_shared.onnx"
-    onnx.save(model, str(broken["decode_shared"]))
-    older = {g: p for g, p in paths.items() if g not in SHARED_DECODE}
-    for graphs in (older, broken):
-        net = ExportedNetwork(network, graphs, backend, threads=1)
-        calls.clear()
-        with caplog.at_level("WARNING", logger="models.backends"):
-            for _ in range(2):
-                track_frame([Tracker(net, TrackerConfig.from_flags(**c), device=torch.device("cpu")) for c in configs],
-                            *frames[0], (96, 160))
-        assert [c for c in calls if c.startswith("decode")] == ["decode"] * (2 * len(configs))
-    warned = [r.getMessage() for r in caplog.records if "decode_shared.onnx" in r.getMessage()]
-    assert len(warned) == 1 and "each variant runs decode.onnx instead" in warned[0]
 
 
 # -- the cache, the files, missing runtimes ------------------------------------------------------------------

@@ -1,4 +1,5 @@
 """The fast multi-scale deformable attention agrees with the grid_sample reference."""
+import copy
 import importlib.util
 import os
 import subprocess
@@ -177,6 +178,76 @@ def test_module_auto_equals_reference_with_grad():
     assert (outs[0] - outs[1]).abs().max().item() <= 1e-5
     assert grads[0].abs().max() > 0
     assert torch.allclose(grads[0], grads[1], atol=1e-4, rtol=1e-4)
+
+
+@st.composite
+def projection_cases(draw):
+    shapes = draw(st.lists(st.tuples(st.integers(1, 7), st.integers(1, 7)), min_size=1, max_size=3))
+    return dict(shapes=shapes, n=draw(st.integers(1, 2)), lq=draw(st.integers(0, 9)), heads=draw(st.integers(1, 4)),
+                head_dim=draw(st.integers(1, 5)), points=draw(st.integers(1, 3)), boxes=draw(st.booleans()),
+                sigmoid=draw(st.booleans()), padded=draw(st.booleans()),
+                implementation=draw(st.sampled_from(["auto", "reference", "export"])),
+                seed=draw(st.integers(0, 2 ** 31 - 1)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(projection_cases())
+def test_projecting_the_samples_is_sampling_the_value_table(case):
+    """The decoder's order (sample the features, project the samples) against the encoder's (project
+    every token, sample the table), in float64: the same outputs and gradients for any level layout,
+    boxes or points reaching past the map (zero padding drops a corner's bias too), padding, and
+    every implementation."""
+    shapes, heads, implementation = case["shapes"], case["heads"], case["implementation"]
+    c, n_levels, n, lq = heads * case["head_dim"], len(shapes), case["n"], case["lq"]
+    g = torch.Generator().manual_seed(case["seed"])
+    late = MSDeformAttn(c, n_levels, heads, case["points"], sigmoid_attn=case["sigmoid"], project_after_sampling=True)
+    with torch.no_grad():
+        for param in late.parameters():  # biases too: the value projection's must be weighed right
+            param.copy_(torch.randn(param.shape, generator=g))
+    early = copy.deepcopy(late)
+    early.project_after_sampling = False
+    s = sum(h * w for h, w in shapes)
+    query = torch.randn(n, lq, c, generator=g, dtype=torch.float64, requires_grad=True)
+    feats = torch.randn(n, s, c, generator=g, dtype=torch.float64, requires_grad=True)
+    ref = torch.rand(n, lq, n_levels, 4 if case["boxes"] else 2, generator=g, dtype=torch.float64) * 1.4 - 0.2
+    mask = (torch.rand(n, s, generator=g) < 0.3) if case["padded"] else None
+    spatial = torch.tensor(shapes) if implementation == "export" else shapes
+    results = []
+    for module in (late.double(), early.double()):
+        module.implementation = implementation
+        out = module(query, ref, feats, spatial, level_starts(shapes), mask)
+        grads = torch.autograd.grad(out.sum(), [query, feats, module.value_proj.weight, module.value_proj.bias],
+                                    allow_unused=True) if lq else ()
+        results.append((out.detach(), grads))
+    (out_late, grads_late), (out_early, grads_early) = results
+    assert out_late.shape == (n, lq, c)
+    assert torch.allclose(out_late, out_early, rtol=1e-9, atol=1e-9)
+    for a, b in zip(grads_late, grads_early):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_the_decoder_projects_its_samples_and_the_encoder_its_table():
+    """Which order each attention takes (the cheaper one at their shapes), and that the decoder
+    makes the sampling table once per decode, not once per layer."""
+    from models import deformable_transformer as dt
+    transformer = dt.DeformableTransformer(d_model=32, nhead=4, num_encoder_layers=2, num_decoder_layers=3,
+                                           dim_feedforward=64, num_feature_levels=2).eval()
+    transformer.decoder.bbox_embed = torch.nn.ModuleList(torch.nn.Linear(32, 4) for _ in range(3))  # as MOTR sets it
+    assert all(layer.cross_attn.project_after_sampling for layer in transformer.decoder.layers)
+    assert not any(layer.self_attn.project_after_sampling for layer in transformer.encoder.layers)
+    srcs = [torch.randn(1, 32, 6, 8), torch.randn(1, 32, 3, 4)]
+    masks = [torch.zeros(1, 6, 8, dtype=torch.bool), torch.zeros(1, 3, 4, dtype=torch.bool)]
+    tables, projected = [], []
+    original = dt.sampling_table
+    for layer in transformer.decoder.layers:
+        layer.cross_attn.value_proj.register_forward_hook(lambda *_: projected.append(1))
+    try:
+        dt.sampling_table = lambda *a, **k: tables.append(1) or original(*a, **k)
+        with torch.no_grad():
+            hs, _ = transformer.decode(transformer.encode(srcs, masks, srcs), torch.randn(5, 32), torch.rand(5, 4))
+    finally:
+        dt.sampling_table = original
+    assert hs.shape == (3, 1, 5, 32) and len(tables) == 1 and not projected
 
 
 def test_bfloat16_close_to_float32():

@@ -336,7 +336,8 @@ def training_step(mot_path):
                  if n.startswith(group) and p.grad is not None]
         if grads:
             norms[group] = float(torch.stack(grads).sum().sqrt())
-    return {"loss": float(loss), "terms": {k: float(v) for k, v in sorted(terms.items())}, "grad_norms": norms}
+    return {"loss": float(loss.detach()), "terms": {k: float(v.detach()) for k, v in sorted(terms.items())},
+            "grad_norms": norms}
 
 
 def test_training_step_matches_the_recorded_one(mot_path):

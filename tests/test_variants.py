@@ -2,7 +2,6 @@
 import os
 
 import pytest
-import torch
 
 import inference
 import submit_dance
@@ -124,72 +123,3 @@ def test_bad_variant_files_stop_before_any_work_naming_the_line(data, tmp_path, 
     assert __import__("re").search(message, err), err
     assert not out.exists() or not any(out.iterdir())  # nothing written
 
-
-def _small_network():
-    from main import get_args_parser
-    from models import build_model
-    from tests.helpers import motrv2_argv, standin_state_dict
-    network, _, _ = build_model(get_args_parser().parse_args(motrv2_argv(SMALL_MODEL_ARGV)))
-    network.load_state_dict(standin_state_dict(SMALL_MODEL_ARGV))
-    return network.eval()
-
-
-def _count_value_projections(network):
-    calls = []
-    for layer in network.transformer.decoder.layers:
-        layer.cross_attn.value_proj.register_forward_hook(lambda *_: calls.append(1))
-    return calls
-
-
-def test_decodes_of_one_frames_features_share_the_decoders_value_tables():
-    """With EncodedFeatures.decoder_values (what track_frame sets for several trackers) the decoder
-    projects each layer's value table once per frame, and every decode gives exactly the numbers a
-    decode that projects its own gives."""
-    network = _small_network()
-    g = torch.Generator().manual_seed(0)
-    image = torch.randn(1, 3, 96, 160, generator=g)
-    queries = [(torch.randn(q, 64, generator=g), torch.rand(q, 4, generator=g) * 0.5 + 0.25) for q in (7, 12, 3)]
-    with torch.inference_mode():
-        features = network.encode(image)
-        own = [network.decode(features, tgt, ref) for tgt, ref in queries]
-        calls = _count_value_projections(network)
-        features.decoder_values = {}
-        shared = [network.decode(features, tgt, ref) for tgt, ref in queries]
-    assert len(calls) == len(network.transformer.decoder.layers)
-    for a, b in zip(own, shared):
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a if k != "aux_outputs")
-
-
-def test_track_frame_projects_the_decoders_values_once_for_all_its_trackers():
-    from models.tracker import Tracker, TrackerConfig, track_frame
-    network = _small_network()
-    trackers = [Tracker(network, TrackerConfig.from_flags(memory=m), device=torch.device("cpu"))
-                for m in ("none", "sparse", "dense")]
-    calls = _count_value_projections(network)
-    g = torch.Generator().manual_seed(1)
-    image = torch.randn(1, 3, 96, 160, generator=g)
-    proposals = torch.cat([torch.rand(6, 2, generator=g) * 0.6 + 0.2, torch.full((6, 2), 0.1),
-                           torch.full((6, 1), 0.9)], 1)
-    for _ in range(2):
-        track_frame(trackers, image, proposals, (96, 160))
-    assert len(calls) == 2 * len(network.transformer.decoder.layers)  # once per frame and layer, not per tracker
-    calls.clear()
-    track_frame(trackers[:1], image, proposals, (96, 160))  # one tracker: projected as it decodes, nothing held
-    assert len(calls) == len(network.transformer.decoder.layers)
-
-
-def test_shared_decoder_values_are_dropped_when_the_tokens_are_replaced():
-    """Tables projected from other tokens are never reused: replacing `tokens` empties the cache."""
-    network = _small_network()
-    g = torch.Generator().manual_seed(2)
-    tgt, ref = torch.randn(5, 64, generator=g), torch.rand(5, 4, generator=g) * 0.5 + 0.25
-    with torch.inference_mode():
-        features = network.encode(torch.randn(1, 3, 96, 160, generator=g))
-        other = network.encode(torch.randn(1, 3, 96, 160, generator=g)).tokens
-        features.decoder_values = {}
-        network.decode(features, tgt, ref)
-        features.tokens = other
-        got = network.decode(features, tgt, ref)
-        features.decoder_values = None
-        expected = network.decode(features, tgt, ref)
-    assert torch.equal(got["pred_boxes"], expected["pred_boxes"]) and torch.equal(got["hs"], expected["hs"])

@@ -5,10 +5,9 @@
 
 Stand-in weights (util/standin_weights.py), a synthetic 800x1422 input with 60 proposals, tracks
 carried over between frames. "One pass": each frame encoded once (backbone + encoder), then every
-variant's Tracker steps on it (`models.tracker.track_frame`). "Own values": the same, but each
-variant's decoder projects its own value tables (the baseline of that sharing). "Separate": N
-trackers each encoding the frame itself, i.e. what N runs of submit_dance.py cost per frame. All three run in this process, in
-turn, on the same frames; the ratios are what to compare (timings on a shared machine are noisy).
+variant's Tracker steps on it (`models.tracker.track_frame`). "Separate": N trackers each
+encoding the frame itself, i.e. what N runs of submit_dance.py cost per frame. Both run in this
+process, in turn, on the same frames; the ratios are what to compare (timings on a shared machine are noisy).
 Peak memory of one pass with N variants: the CUDA allocator's peak, or on CPU the peak resident set
 of a fresh process that builds the network and runs two frames with N trackers (so the figures
 compare N with 1: what each variant adds beyond the one shared network).
@@ -118,7 +117,7 @@ def main(argv=None):
     network = build_network(device, args.backend, graphs.name)
     img, proposals = frame_inputs(hw, args.proposals, device)
     rows = []
-    modes = ("one pass", "own values", "separate")
+    modes = ("one pass", "separate")
     for n in args.counts:
         times = {mode: [] for mode in modes}
         trackers = {mode: make_trackers(network, n, device) for mode in modes}
@@ -130,7 +129,7 @@ def main(argv=None):
                     for t in trackers[mode]:
                         t.track(img, proposals, hw)
                 else:
-                    track_frame(trackers[mode], img, proposals, hw, share_decoder_values=mode == "one pass")
+                    track_frame(trackers[mode], img, proposals, hw)
                 sync(device)
                 if i:
                     times[mode].append(time.perf_counter() - t0)
@@ -142,15 +141,13 @@ def main(argv=None):
             peak = cpu_peak_mb(n, hw, args.threads, args.proposals, args.backend, graphs.name)
         rows.append((n, *(min(times[mode]) for mode in modes), peak))
     base = rows[0][1]
-    print(f"\n{'variants':>8} {'one pass s/frame':>17} {'vs 1 variant':>13} {'own values s/frame':>19} "
-          f"{'one pass/own':>13} {'separate s/frame':>17} {'separate/one pass':>18} {'FPS one pass':>13} "
-          f"{'peak MB one pass':>17} {'vs 1 variant':>13}")
-    for n, one, own, sep, peak in rows:
-        print(f"{n:>8} {one:>17.3f} {one / base:>12.2f}x {own:>19.3f} {one / own:>12.2f}x {sep:>17.3f} "
-              f"{sep / one:>17.2f}x {1 / one:>13.2f} {peak:>17.0f} {peak - rows[0][4]:>+12.0f}")
-    print("one pass: the frame encoded once, the decoder's value tables projected once for every variant; own "
-          "values: encoded once, each variant's decoder projecting its own (before 2026-12-04); separate: each "
-          "variant encodes the frame itself (N runs of submit_dance.py)")
+    print(f"\n{'variants':>8} {'one pass s/frame':>17} {'vs 1 variant':>13} {'separate s/frame':>17} "
+          f"{'separate/one pass':>18} {'FPS one pass':>13} {'peak MB one pass':>17} {'vs 1 variant':>13}")
+    for n, one, sep, peak in rows:
+        print(f"{n:>8} {one:>17.3f} {one / base:>12.2f}x {sep:>17.3f} "
+              f"{sep / one:>17.2f}x {1 / one:>13.2f} {peak:>17.0f} {peak - rows[0][3]:>+12.0f}")
+    print("one pass: the frame encoded once, every variant decoding it; separate: each variant encodes the "
+          "frame itself (N runs of submit_dance.py)")
     print("peak MB: CUDA allocator peak" if device.type == "cuda" else
           "peak MB: peak resident set of a fresh process (network + N trackers, two frames)")
 

@@ -1,9 +1,8 @@
 """Export the network as ONNX graphs: `encode` (image -> multi-scale encoded features) and `decode`
 (features, queries, reference boxes -> logits, boxes, hidden states, first layer's boxes), with
 dynamic image size and query count, plus the encoder in stages (`encode_stage0..N`: what the CPU
-backends run, with the deformable sampling between them; models/export.py) and the decoder split in
-two for several variants on one frame (`decode_values`, `decode_shared`: the decoder's value tables
-projected once per frame).
+backends run, with the deformable sampling between them; models/export.py) and `encode_step` (the
+middle stages as one graph with their weights as inputs, what OpenVINO float32 compiles once).
 
     python tools/export_onnx.py --resume motrv2_dancetrack.pth --config motrv2 -o exported/
     python submit_dance.py ... --backend openvino --onnx_dir exported/      # run them
@@ -23,7 +22,7 @@ from models.backends import graph_metadata
 from models.card import CardError, settings_for
 from models.checkpoint import CheckpointError, read_checkpoint
 from models.config import model_parser
-from models.export import GRAPHS, SHARED_DECODE, BackendError, MissingRuntime, export_network, read_metadata, require
+from models.export import GRAPHS, STEP_GRAPH, BackendError, MissingRuntime, export_network, read_metadata, require
 from models.tracker import build_network
 
 
@@ -60,7 +59,8 @@ def main(argv=None) -> int:
         print(f"{paths[name]}: opset {meta['opset']}, config {json.dumps(json.loads(meta['config']))}")
     stages = [p for name, p in paths.items() if name.startswith("encode_stage")]
     print(f"{len(stages)} encoder stages for the CPU backends: {stages[0].parent}/encode_stage{{0..{len(stages) - 1}}}.onnx")
-    print(f"for several variants on one frame: {', '.join(str(paths[g]) for g in SHARED_DECODE)}")
+    if STEP_GRAPH in paths:
+        print(f"the middle stages as one graph fed their weights: {paths[STEP_GRAPH]}")
     return 0
 
 
