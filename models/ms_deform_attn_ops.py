@@ -323,7 +323,7 @@ def triton_available() -> bool:
 
 def ms_deform_attn_triton(value: torch.Tensor, spatial_shapes: Sequence[Tuple[int, int]], level_start_index,
                           sampling_locations: torch.Tensor, attention_weights: torch.Tensor,
-                          block_q: int = 64) -> torch.Tensor:
+                          block_q: Optional[int] = None) -> torch.Tensor:
     """Forward-only Triton kernel (no autograd).  Runs on CUDA tensors, or on CPU tensors under
     TRITON_INTERPRET=1 (used by the tests)."""
     kernel = _triton_state["kernel"]
@@ -341,6 +341,8 @@ def ms_deform_attn_triton(value: torch.Tensor, spatial_shapes: Sequence[Tuple[in
     locations = sampling_locations.contiguous()
     weights = attention_weights.contiguous()
     block_d = max(16, 1 << (d - 1).bit_length())
+    if block_q is None:  # an accumulator of at most 4096 floats a program: 64 queries of 32-64 channels,
+        block_q = max(8, min(64, 4096 // block_d))  # 8 of the decoder's 257-channel rows (sampling_table)
     grid = (-(-lq // block_q), n * m)  # query blocks on axis 0 (no 65535 limit there)
     kernel[grid](value.contiguous(), levels, locations, weights, out, s, lq, m, d,
                  N_LEVELS=n_levels, N_POINTS=n_points, BLOCK_Q=block_q, BLOCK_D=block_d)
