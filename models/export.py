@@ -197,8 +197,8 @@ def example_inputs(network, image_hw: Tuple[int, int] = (160, 288), n_queries: i
 
 def export_network(network, out_dir, metadata: Optional[Mapping[str, str]] = None,
                    image_hw: Tuple[int, int] = (160, 288)) -> Dict[str, Path]:
-    """Write `encode.onnx`, `decode.onnx` and the encoder's stages (`encode_stage{k}.onnx`) of `network` (an eval-mode MOTR on the CPU, weights loaded)
-    into `out_dir`, check them with `onnx.checker` and stamp `metadata` (plus the opset and the
+    """Write `encode.onnx`, `decode.onnx`, the encoder's stages (`encode_stage{k}.onnx`) and `encode_step`
+    of `network` (an eval-mode MOTR on the CPU, weights loaded) into `out_dir`, check them with `onnx.checker` and stamp `metadata` (plus the opset and the
     export format) into each. Returns {graph: path}."""
     onnx = require("onnx", "export the network")
     out = Path(out_dir)
