@@ -169,6 +169,9 @@ class MSDeformAttn(nn.Module):
         m, lv, p = self.n_heads, self.n_levels, self.n_points
         export = self.exporting()
         late = self.project_after_sampling
+        if table is not None and not late:
+            raise ValueError("MSDeformAttn: a sampling table was given to an attention that projects its values "
+                             "first (project_after_sampling=False); it would be ignored")
         if late:
             value = sampling_table(input_flatten, padding_mask, channels_first=export) if table is None else table
             offsets, logits = self.sampling_geometry(query)

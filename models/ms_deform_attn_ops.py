@@ -243,7 +243,9 @@ def _gather_chunk(table, consts, locations, weights, needs_grad):
 # Triton path (CUDA inference)
 # --------------------------------------------------------------------------------------------
 
-_triton_state = {"checked": False, "kernel": None, "broken": False}
+# "broken": the launches (channel block, dtype) the compiler or driver failed on; they take the gather
+# path from then on, while others (the encoder's heads when the decoder's wide table failed) keep the kernel.
+_triton_state = {"checked": False, "kernel": None, "broken": set()}
 
 
 def _build_triton_kernel():
@@ -318,7 +320,12 @@ def triton_available() -> bool:
                 _triton_state["kernel"] = _build_triton_kernel()
             except Exception as err:  # noqa: BLE001 - any failure just means "use the gather path"
                 warnings.warn(f"ms_deform_attn: Triton kernel unavailable ({err}); using the gather path")
-    return _triton_state["kernel"] is not None and not _triton_state["broken"]
+    return _triton_state["kernel"] is not None
+
+
+def _block_d(head_dim: int) -> int:
+    """The kernel's channel block: the head dim rounded up to a power of two, 16 at least."""
+    return max(16, 1 << (head_dim - 1).bit_length())
 
 
 def ms_deform_attn_triton(value: torch.Tensor, spatial_shapes: Sequence[Tuple[int, int]], level_start_index,
@@ -340,9 +347,9 @@ def ms_deform_attn_triton(value: torch.Tensor, spatial_shapes: Sequence[Tuple[in
                           device=value.device)
     locations = sampling_locations.contiguous()
     weights = attention_weights.contiguous()
-    block_d = max(16, 1 << (d - 1).bit_length())
-    if block_q is None:  # an accumulator of at most 4096 floats a program: 64 queries of 32-64 channels,
-        block_q = max(8, min(64, 4096 // block_d))  # 8 of the decoder's 257-channel rows (sampling_table)
+    block_d = _block_d(d)
+    if block_q is None:  # an accumulator of ~4096 floats a program (8 queries at least): 64 queries of
+        block_q = max(8, min(64, 4096 // block_d))  # 32-64 channels, 8 of the decoder's 257 (sampling_table)
     grid = (-(-lq // block_q), n * m)  # query blocks on axis 0 (no 65535 limit there)
     kernel[grid](value.contiguous(), levels, locations, weights, out, s, lq, m, d,
                  N_LEVELS=n_levels, N_POINTS=n_points, BLOCK_Q=block_q, BLOCK_D=block_d)
@@ -359,15 +366,18 @@ def ms_deform_attn_fast(value: torch.Tensor, spatial_shapes: Sequence[Tuple[int,
     (CPU, autograd, float64, or no Triton)."""
     needs_grad = torch.is_grad_enabled() and any(
         t.requires_grad for t in (value, sampling_locations, attention_weights))
+    launch = (_block_d(value.shape[-1]), value.dtype)
     if (value.is_cuda and not needs_grad and value.dtype != torch.float64
-            and sampling_locations.dtype != torch.float64 and triton_available()):
+            and sampling_locations.dtype != torch.float64 and triton_available()
+            and launch not in _triton_state["broken"]):
         try:
             return ms_deform_attn_triton(value, spatial_shapes, level_start_index, sampling_locations,
                                          attention_weights)
         except ValueError:  # bad arguments: the gather path would say the same
             raise
         except Exception as err:  # noqa: BLE001 - a compiler/driver problem: fall back for good
-            _triton_state["broken"] = True
-            warnings.warn(f"ms_deform_attn: Triton kernel failed ({err}); using the gather path from now on")
+            _triton_state["broken"].add(launch)
+            warnings.warn(f"ms_deform_attn: Triton kernel failed for {value.shape[-1]} channels in "
+                          f"{value.dtype} ({err}); using the gather path for them from now on")
     return ms_deform_attn_gather(value, spatial_shapes, level_start_index, sampling_locations,
                                  attention_weights)

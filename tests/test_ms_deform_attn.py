@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -250,6 +251,13 @@ def test_the_decoder_projects_its_samples_and_the_encoder_its_table():
     assert hs.shape == (3, 1, 5, 32) and len(tables) == 1 and not projected
 
 
+def test_a_table_given_to_an_early_projecting_attention_is_refused():
+    attn = MSDeformAttn(d_model=16, n_levels=1, n_heads=2, n_points=1)
+    x = torch.randn(1, 6, 16)
+    with pytest.raises(ValueError, match="project_after_sampling=False"):
+        attn(x, torch.rand(1, 6, 1, 2), x, [(2, 3)], torch.tensor([0]), table=torch.randn(1, 6, 1, 17))
+
+
 def test_bfloat16_close_to_float32():
     shapes = [(6, 7), (3, 3)]
     value, loc, weights = random_inputs(shapes, lq=9, seed=4)
@@ -278,8 +286,9 @@ def test_triton_kernel_in_interpreter():
         out = ms_deform_attn_triton(value, shapes, [0, 35, 36], loc, weights, block_q=16)
         ref = ms_deform_attn_reference(value, shapes, loc, weights)
         err = (out - ref).abs().max().item()
-        # the decoder's one table of C+1 channels sampled by (query, head) pairs, at the default block size
-        table = torch.randn(1, s, 1, 33, generator=gen)
+        # the decoder's one table of C+1 = 257 channels sampled by (query, head) pairs, at the default
+        # block size for it (8 queries of a 512-channel block)
+        table = torch.randn(1, s, 1, 257, generator=gen)
         loc, weights = loc[:1, :, :1], weights[:1, :, :1]
         out = ms_deform_attn_triton(table, shapes, [0, 35, 36], loc, weights)
         err = max(err, (out - ms_deform_attn_reference(table, shapes, loc, weights)).abs().max().item())
@@ -296,7 +305,8 @@ def test_triton_kernel_in_interpreter():
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton not installed")
 @pytest.mark.parametrize("dtype", ["*fp16", "*fp32"])
-def test_triton_kernel_compiles_for_h100(dtype):
+@pytest.mark.parametrize("block_q,block_d", [(64, 32), (8, 512)])  # the encoder's heads, the decoder's table
+def test_triton_kernel_compiles_for_h100(dtype, block_q, block_d):
     """Compiles the kernel down to an sm_90 cubin: no GPU needed, catches what the interpreter
     accepts but the compiler does not (types, constexpr branches)."""
     import triton
@@ -312,7 +322,8 @@ def test_triton_kernel_compiles_for_h100(dtype):
     # (head_dim is exempt, see the kernel)
     attrs = {(i,): [["tt.divisibility", 16]] for i in range(8)}
     source = ASTSource(fn=ops._build_triton_kernel(), signature=signature,
-                       constexprs={"N_LEVELS": 4, "N_POINTS": 4, "BLOCK_Q": 64, "BLOCK_D": 32}, attrs=attrs)
+                       constexprs={"N_LEVELS": 4, "N_POINTS": 4, "BLOCK_Q": block_q, "BLOCK_D": block_d},
+                       attrs=attrs)
     compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32))
     assert "msda_forward_kernel" in compiled.asm["ptx"]
     assert len(compiled.asm["cubin"]) > 1000
@@ -320,12 +331,42 @@ def test_triton_kernel_compiles_for_h100(dtype):
 
 @pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA")
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float16, 2e-2), (torch.bfloat16, 5e-2)])
-def test_cuda_matches_reference(dtype, tol):
+@pytest.mark.parametrize("m,d", [(8, 32), (1, 257)])  # the encoder's heads, the decoder's one table
+def test_cuda_matches_reference(dtype, tol, m, d):
     shapes = [(13, 17), (7, 9), (1, 1)]
-    value, loc, weights = random_inputs(shapes, n=2, lq=300, m=8, d=32, p=4, seed=9)
+    value, loc, weights = random_inputs(shapes, n=2, lq=300, m=m, d=d, p=4, seed=9)
     ref = ms_deform_attn_reference(value, shapes, loc, weights)
     cuda = [t.cuda().to(dtype) for t in (value, loc, weights)]
     for fn in (ms_deform_attn_fast, ms_deform_attn_gather):
         out = fn(cuda[0], shapes, level_starts(shapes), cuda[1], cuda[2])
         assert out.dtype == dtype
         assert (out.float().cpu() - ref).abs().max().item() <= tol * max(1.0, ref.abs().max().item())
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA")
+def test_a_triton_failure_sends_only_its_launch_to_the_gather_path(monkeypatch):
+    """A kernel that fails to compile for the decoder's 257 channels warns once and leaves the
+    encoder's 32-channel heads on the kernel."""
+    if not ops.triton_available():
+        pytest.skip("no Triton kernel on this machine")
+    real, calls = ops.ms_deform_attn_triton, []
+
+    def failing_for_wide_tables(value, *args, **kwargs):
+        calls.append(value.shape[-1])
+        if value.shape[-1] > 64:
+            raise RuntimeError("simulated compiler failure")
+        return real(value, *args, **kwargs)
+
+    monkeypatch.setattr(ops, "ms_deform_attn_triton", failing_for_wide_tables)
+    monkeypatch.setitem(ops._triton_state, "broken", set())
+    shapes = [(13, 17), (7, 9)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for m, d in ((1, 257), (1, 257), (8, 32)):
+            value, loc, weights = (t.cuda() for t in random_inputs(shapes, n=1, lq=40, m=m, d=d, p=4, seed=d))
+            ref = ms_deform_attn_reference(value, shapes, loc, weights)
+            out = ms_deform_attn_fast(value, shapes, level_starts(shapes), loc, weights)
+            assert (out - ref).abs().max().item() <= 1e-4
+    assert calls == [257, 32]  # the second wide call went straight to the gather path
+    assert [str(w.message) for w in caught if "Triton kernel failed" in str(w.message)] == [
+        next(str(w.message) for w in caught if "257 channels" in str(w.message))]

@@ -18,6 +18,7 @@ from models.ms_deform_attn_ops import ms_deform_attn_fast
 # Feature maps of the 4 encoder levels (strides 8, 16, 32, 64) for an input of (height, width).
 INPUTS = {"dancetrack": (800, 1422), "small": (320, 576)}
 HEADS, HEAD_DIM, LEVELS, POINTS = 8, 32, 4, 4
+DECODER_QUERIES = 300
 
 
 def level_shapes(height, width):
@@ -29,11 +30,17 @@ def level_shapes(height, width):
 
 def make_inputs(shapes, queries, device, dtype, seed=0):
     """Realistic geometry: encoder queries sit on their own pixel centres, decoder queries anywhere;
-    offsets spread a few pixels around the reference point, as a trained model's do."""
+    offsets spread a few pixels around the reference point, as a trained model's do.
+    `queries`: "encoder" (a query per token, 8 heads of 32 channels), "decoder" (300 queries as the
+    decoder samples: each (query, head) pair reads the one sampling table of 257 channels,
+    `MSDeformAttn(project_after_sampling=True)`) or a query count on the encoder's head layout."""
     gen = torch.Generator().manual_seed(seed)
     s = sum(h * w for h, w in shapes)
-    value = torch.randn(1, s, HEADS, HEAD_DIM, generator=gen)
-    if queries == "encoder":
+    heads, head_dim = (1, HEADS * HEAD_DIM + 1) if queries == "decoder" else (HEADS, HEAD_DIM)
+    value = torch.randn(1, s, heads, head_dim, generator=gen)
+    if queries == "decoder":
+        refs = torch.rand(DECODER_QUERIES, 1, 2, generator=gen).expand(-1, HEADS, -1).reshape(-1, 2)
+    elif queries == "encoder":
         refs = []
         for h, w in shapes:
             ys, xs = torch.meshgrid((torch.arange(h) + 0.5) / h, (torch.arange(w) + 0.5) / w, indexing="ij")
@@ -43,9 +50,9 @@ def make_inputs(shapes, queries, device, dtype, seed=0):
         refs = torch.rand(int(queries), 2, generator=gen)
     lq = refs.shape[0]
     size = torch.tensor([[w, h] for h, w in shapes], dtype=torch.float32)          # [L, 2]
-    offsets = torch.randn(1, lq, HEADS, LEVELS, POINTS, 2, generator=gen) * 2.0 / size[:, None, :]
+    offsets = torch.randn(1, lq, heads, LEVELS, POINTS, 2, generator=gen) * 2.0 / size[:, None, :]
     loc = refs[None, :, None, None, None, :] + offsets
-    weights = torch.rand(1, lq, HEADS, LEVELS * POINTS, generator=gen).softmax(-1).view(1, lq, HEADS, LEVELS, POINTS)
+    weights = torch.rand(1, lq, heads, LEVELS * POINTS, generator=gen).softmax(-1).view(1, lq, heads, LEVELS, POINTS)
     return [t.to(device=device, dtype=dtype) for t in (value, loc, weights)]
 
 
@@ -71,8 +78,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=["all", "cpu", "cuda"], default="all")
     parser.add_argument("--shapes", nargs="+", choices=sorted(INPUTS), default=["dancetrack", "small"])
-    parser.add_argument("--queries", nargs="+", default=["encoder", "300"],
-                        help="'encoder' (one query per token) and/or a decoder query count")
+    parser.add_argument("--queries", nargs="+", default=["encoder", "decoder"],
+                        help="'encoder' (one query per token), 'decoder' (300 queries x 8 heads on the one "
+                             "257-channel sampling table) and/or a query count on the encoder's 8 heads")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32",
@@ -107,7 +115,7 @@ def main():
                 best = {k: min(v) for k, v in times.items()}
                 cpu_med = {k: statistics.median(v) for k, v in cpu_times.items()}
                 print(f"{device.type:4s} {str(dtype).replace('torch.', ''):8s} {shape_name:10s} "
-                      f"levels={shapes} queries={loc.shape[1]:6d}: "
+                      f"levels={shapes} queries={loc.shape[1]:6d} x {value.shape[2]} heads x {value.shape[3]} ch: "
                       f"reference {med['reference'] * 1e3:8.1f} / {best['reference'] * 1e3:8.1f} ms, "
                       f"fast {med['fast'] * 1e3:7.1f} / {best['fast'] * 1e3:7.1f} ms, "
                       f"speed-up x{med['reference'] / med['fast']:.1f} (median) x{best['reference'] / best['fast']:.1f} (best), "
