@@ -184,7 +184,7 @@ class DeformableTransformerDecoderLayer(nn.Module):
 
     def forward(self, tgt, query_pos, reference_points, src, spatial_shapes, level_start_index,
                 padding_mask=None, attn_mask=None, table=None):
-        """`table`: `sampling_table(src, padding_mask, channels_first=self.cross_attn.exporting())` when the
+        """`table`: `sampling_table(src, padding_mask)` when the
         caller has it (the decoder, once for all its layers); made here otherwise."""
         cross = (reference_points, src, spatial_shapes, level_start_index, padding_mask, table)
         if self.self_cross:
@@ -210,7 +210,7 @@ class DeformableTransformerDecoder(nn.Module):
         """Returns every layer's output [layers, B, Q, C] and refined boxes [layers, B, Q, 4]."""
         output = tgt
         # The features as every layer's cross-attention samples them: made once per decode.
-        table = sampling_table(src, padding_mask, channels_first=self.layers[0].cross_attn.exporting())
+        table = sampling_table(src, padding_mask)
         outputs, boxes = [], []
         ratios4 = torch.cat([valid_ratios, valid_ratios], -1)[:, None]
         for lid, layer in enumerate(self.layers):

@@ -10,8 +10,8 @@ needed to track). Everything around them (queries, ids, memory, QIM, the output 
 Python of `models/track_step.py`, the same for every backend (`models/backends.py`). QIM is not
 exported: it runs on a few dozen tracks, well under 1% of a frame.
 
-The deformable attention is traced as `models/ms_deform_attn_export.py` (GridSample, opset 16+),
-with every size computed from tensors, so one pair of graphs serves any frame size. Each graph
+The deformable attention is traced as `models/ms_deform_attn_export.py` (the encoder's as GridSample,
+opset 16+, the decoder's as gathers of table rows), with every size computed from tensors, so one pair of graphs serves any frame size. Each graph
 carries its opset and the network configuration it was made from in its metadata
 (`read_metadata`). Needs the `onnx` package (requirements.txt) for the checker and the metadata;
 `torch.onnx.export` (the TorchScript exporter, `dynamo=False`) writes the graphs.
@@ -34,7 +34,8 @@ from .structures import NestedTensor, inverse_sigmoid
 OPSET = 17
 # Bumped when the graphs change: part of the export cache key (models/backends.py).
 # 3: the decoder projects its samples rather than a value table of every token (MSDeformAttn).
-EXPORT_FORMAT = 3
+# 4: the decoder gathers its samples' rows (ms_deform_attn_export_rows) rather than GridSample them.
+EXPORT_FORMAT = 4
 GRAPHS = ("encode", "decode")
 ENCODE_INPUTS, ENCODE_OUTPUTS = ("image",), ("tokens", "spatial_shapes")
 DECODE_INPUTS = ("tokens", "spatial_shapes", "tgt", "ref_pts")
@@ -156,7 +157,7 @@ class DecodeGraph(nn.Module):
         decoder = net.transformer.decoder
         n_levels = net.num_feature_levels
         ratios4 = torch.ones(1, 1, n_levels, 4, dtype=tgt.dtype)
-        table = sampling_table(tokens, None, channels_first=True)
+        table = sampling_table(tokens, None)
         output = tgt.unsqueeze(0)
         reference_points = ref_pts.unsqueeze(0)
         first = None

@@ -16,7 +16,7 @@ from torch import nn
 
 from util.device import float32_if_half
 
-from .ms_deform_attn_export import ms_deform_attn_export
+from .ms_deform_attn_export import ms_deform_attn_export, ms_deform_attn_export_rows
 
 
 def ms_deform_attn_reference(value: torch.Tensor, spatial_shapes: Sequence[Tuple[int, int]],
@@ -56,18 +56,16 @@ def ms_deform_attn(value, spatial_shapes, level_start_index, sampling_locations,
     return ms_deform_attn_fast(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
 
 
-def sampling_table(input_flatten: torch.Tensor, padding_mask=None, channels_first: bool = False) -> torch.Tensor:
+def sampling_table(input_flatten: torch.Tensor, padding_mask=None) -> torch.Tensor:
     """The features as a late-projecting attention samples them (`MSDeformAttn(project_after_sampling=True)`):
     `input_flatten` [N, S, C] with a column of ones, the whole row zero at padding, as [N, S, 1, C+1] (one
-    table that every head samples; `channels_first`: [N, C+1, S], as the export formulation takes it).
+    table that every head samples).
     The ones column sampled is how much of the attention fell on the map, which weighs the value
     projection's bias: zero padding drops a corner's whole value, bias included."""
     n, s, _ = input_flatten.shape
     ones = input_flatten.new_ones(n, s, 1) if padding_mask is None else (~padding_mask[..., None]).to(input_flatten.dtype)
     if padding_mask is not None:
         input_flatten = input_flatten.masked_fill(padding_mask[..., None], 0.0)
-    if channels_first:
-        return torch.cat([input_flatten.transpose(1, 2), ones.transpose(1, 2)], 1)
     return torch.cat([input_flatten, ones], -1).unsqueeze(2)
 
 
@@ -161,9 +159,9 @@ class MSDeformAttn(nn.Module):
         input_flatten:    [N, S, C]
         spatial_shapes:   [(H, W)] per level (python ints)
         padding_mask:     [N, S], True at padding
-        table:            with `project_after_sampling`, `sampling_table(input_flatten, padding_mask,
-                          channels_first=self.exporting())` when the caller has it (the decoder makes
-                          it once for its layers); then `input_flatten` is not read
+        table:            with `project_after_sampling`, `sampling_table(input_flatten, padding_mask)`
+                          when the caller has it (the decoder makes it once for its layers); then
+                          `input_flatten` is not read
         """
         n, lq, _ = query.shape
         m, lv, p = self.n_heads, self.n_levels, self.n_points
@@ -173,7 +171,7 @@ class MSDeformAttn(nn.Module):
             raise ValueError("MSDeformAttn: a sampling table was given to an attention that projects its values "
                              "first (project_after_sampling=False); it would be ignored")
         if late:
-            value = sampling_table(input_flatten, padding_mask, channels_first=export) if table is None else table
+            value = sampling_table(input_flatten, padding_mask) if table is None else table
             offsets, logits = self.sampling_geometry(query)
         else:
             value, offsets, logits = self.sampling_inputs(query, input_flatten, padding_mask, channels_first=export)
@@ -197,7 +195,9 @@ class MSDeformAttn(nn.Module):
             weights = weights.reshape(n, lq * m, 1, lv, p)
         # Under autocast the value table may be bf16/fp16 while the geometry is float32: grid_sample
         # wants one dtype (the fast path takes both and samples in float32).
-        if export:
+        if export and late:
+            out = ms_deform_attn_export_rows(value[:, :, 0], spatial_shapes, locations, weights)
+        elif export:
             out = ms_deform_attn_export(value, spatial_shapes, locations.to(value.dtype), weights.to(value.dtype))
         elif self.implementation == "reference":
             out = ms_deform_attn_reference(value, spatial_shapes, locations.to(value.dtype), weights.to(value.dtype))

@@ -27,7 +27,7 @@ from models.config import model_args
 from models.export import (STEP_GRAPH, step_weights, BackendError, MissingRuntime, export_network, config_json, read_metadata,
                            EncodeGraph, export_attention)
 from models.ms_deform_attn import ms_deform_attn_reference
-from models.ms_deform_attn_export import ms_deform_attn_export
+from models.ms_deform_attn_export import ms_deform_attn_export, ms_deform_attn_export_rows
 from models.tracker import Tracker, TrackerConfig, build_network, mot_lines
 from tests.helpers import PARITY, REPO, SMALL_MODEL_ARGV, build_parity_model, frame_input, memory_argv_from_about, \
     standin_state_dict
@@ -116,6 +116,23 @@ def test_export_attention_is_the_reference_to_float_rounding():
     mine = ms_deform_attn_export(value_t, torch.tensor(shapes), loc, weights)
     assert mine.shape == ref.shape
     assert torch.allclose(mine, ref, atol=1e-6, rtol=1e-5)
+
+
+def test_export_rows_attention_is_the_reference_to_float_rounding():
+    """The decoder's formulation (one table, rows gathered): the reference's numbers, samples on the
+    border, off the map and far away included, for a batch of two."""
+    g = torch.Generator().manual_seed(1)
+    shapes = [(7, 11), (4, 6), (2, 3), (1, 2)]
+    s = sum(h * w for h, w in shapes)
+    table = torch.randn(2, s, 1, 9, generator=g)
+    loc = torch.rand(2, 17, 1, 4, 3, 2, generator=g) * 1.4 - 0.2
+    loc[0, 0], loc[0, 1], loc[0, 2], loc[1, 3] = 0.0, 1.0, -5.0, 1e6
+    weights = torch.rand(2, 17, 1, 4, 3, generator=g)
+    ref = ms_deform_attn_reference(table, shapes, loc, weights)
+    mine = ms_deform_attn_export_rows(table[:, :, 0], torch.tensor(shapes), loc, weights)
+    assert mine.shape == ref.shape == (2, 17, 9)
+    assert torch.allclose(mine, ref, atol=1e-6, rtol=1e-5)
+    assert mine[0, 2].abs().max() == 0 and mine[1, 3].abs().max() == 0  # all of them off the map
 
 
 def test_export_mode_of_the_module_gives_the_encoding_of_the_fast_path(small):
