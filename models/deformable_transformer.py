@@ -184,8 +184,8 @@ class DeformableTransformerDecoderLayer(nn.Module):
 
     def forward(self, tgt, query_pos, reference_points, src, spatial_shapes, level_start_index,
                 padding_mask=None, attn_mask=None, table=None):
-        """`table`: `sampling_table(src, padding_mask)` when the
-        caller has it (the decoder, once for all its layers); made here otherwise."""
+        """`table`: `sampling_table(src, padding_mask)` when the caller has it (the decoder, once for all
+        its layers); made here otherwise."""
         cross = (reference_points, src, spatial_shapes, level_start_index, padding_mask, table)
         if self.self_cross:
             tgt = self._self_attention(tgt, query_pos, attn_mask)

@@ -11,9 +11,9 @@ Python of `models/track_step.py`, the same for every backend (`models/backends.p
 exported: it runs on a few dozen tracks, well under 1% of a frame.
 
 The deformable attention is traced as `models/ms_deform_attn_export.py` (the encoder's as GridSample,
-opset 16+, the decoder's as gathers of table rows), with every size computed from tensors, so one pair of graphs serves any frame size. Each graph
-carries its opset and the network configuration it was made from in its metadata
-(`read_metadata`). Needs the `onnx` package (requirements.txt) for the checker and the metadata;
+opset 16+, the decoder's as gathers of table rows), with every size computed from tensors, so one
+pair of graphs serves any frame size. Each graph carries its opset and the network configuration it
+was made from in its metadata (`read_metadata`). Needs the `onnx` package (requirements.txt) for the checker and the metadata;
 `torch.onnx.export` (the TorchScript exporter, `dynamo=False`) writes the graphs.
 """
 from __future__ import annotations
