@@ -13,8 +13,8 @@ exported: it runs on a few dozen tracks, well under 1% of a frame.
 The deformable attention is traced as `models/ms_deform_attn_export.py` (the encoder's as GridSample,
 opset 16+, the decoder's as gathers of table rows), with every size computed from tensors, so one
 pair of graphs serves any frame size. Each graph carries its opset and the network configuration it
-was made from in its metadata (`read_metadata`). Needs the `onnx` package (requirements.txt) for the checker and the metadata;
-`torch.onnx.export` (the TorchScript exporter, `dynamo=False`) writes the graphs.
+was made from in its metadata (`read_metadata`). Needs the `onnx` package (requirements.txt) for the
+checker and the metadata; `torch.onnx.export` (the TorchScript exporter, `dynamo=False`) writes the graphs.
 """
 from __future__ import annotations
 
@@ -199,8 +199,9 @@ def example_inputs(network, image_hw: Tuple[int, int] = (160, 288), n_queries: i
 def export_network(network, out_dir, metadata: Optional[Mapping[str, str]] = None,
                    image_hw: Tuple[int, int] = (160, 288)) -> Dict[str, Path]:
     """Write `encode.onnx`, `decode.onnx`, the encoder's stages (`encode_stage{k}.onnx`) and `encode_step`
-    of `network` (an eval-mode MOTR on the CPU, weights loaded) into `out_dir`, check them with `onnx.checker` and stamp `metadata` (plus the opset and the
-    export format) into each. Returns {graph: path}."""
+    of `network` (an eval-mode MOTR on the CPU, weights loaded) into `out_dir`, check them with
+    `onnx.checker` and stamp `metadata` (plus the opset and the export format) into each.
+    Returns {graph: path}."""
     onnx = require("onnx", "export the network")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

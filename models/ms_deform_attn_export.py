@@ -26,6 +26,12 @@ import torch
 import torch.nn.functional as F
 
 
+def _level_sizes_and_starts(spatial_shapes: torch.Tensor):
+    """Each level's token count and first token in the flattened table, as tensors (traced)."""
+    sizes = spatial_shapes[:, 0] * spatial_shapes[:, 1]
+    return sizes, torch.cumsum(sizes, 0) - sizes
+
+
 def ms_deform_attn_export(value_t: torch.Tensor, spatial_shapes: torch.Tensor, sampling_locations: torch.Tensor,
                           attention_weights: torch.Tensor) -> torch.Tensor:
     """value_t [N*M, D, S] (head-major channels first), spatial_shapes [L, 2] int64 tensor,
@@ -33,8 +39,7 @@ def ms_deform_attn_export(value_t: torch.Tensor, spatial_shapes: torch.Tensor, s
     -> [N, Lq, M*D]."""
     nm, d, _ = value_t.shape
     n, lq, m, n_levels = sampling_locations.shape[:4]
-    sizes = spatial_shapes[:, 0] * spatial_shapes[:, 1]
-    starts = torch.cumsum(sizes, 0) - sizes
+    sizes, starts = _level_sizes_and_starts(spatial_shapes)
     grids = (2 * sampling_locations - 1).permute(0, 2, 3, 4, 1, 5).flatten(0, 1)  # [N*M, L, P, Lq, 2], [-1, 1]
     weights = attention_weights.permute(0, 2, 3, 4, 1).flatten(0, 1).unsqueeze(2)  # [N*M, L, 1, P, Lq]
     out = None
@@ -60,8 +65,8 @@ def ms_deform_attn_export_rows(table: torch.Tensor, spatial_shapes: torch.Tensor
     n, s, c = table.shape
     lq = sampling_locations.shape[1]
     loc, attn = sampling_locations[:, :, 0], attention_weights[:, :, 0]        # [N, Lq, L, P, 2], [N, Lq, L, P]
-    sizes = spatial_shapes[:, 0] * spatial_shapes[:, 1]
-    starts = (torch.cumsum(sizes, 0) - sizes).to(loc.dtype)
+    sizes, starts = _level_sizes_and_starts(spatial_shapes)
+    starts = starts.to(loc.dtype)
     wh = spatial_shapes.flip(-1).to(loc.dtype)                                  # [L, 2]: (W, H)
     pixel = loc * wh[:, None, :] - 0.5                                          # pixel centres at .5
     base = pixel.floor()
