@@ -41,8 +41,9 @@ from util.device import bf16_fallback_warning
 from .checkpoint import sha256_of
 from .config import BACKENDS
 from .deformable_transformer import EncodedFeatures, level_starts
-from .export import (DECODE_OUTPUTS, GRAPHS, OPSET, STAGE_OUTPUTS, STEP_GRAPH, STEM_OUTPUTS, EXPORT_FORMAT, BackendError,
-                     MissingRuntime, config_json, export_network, read_metadata, require, stage_names, step_weights)
+from .export import (DECODE_OUTPUTS, GRAPHS, OPSET, STAGE_OUTPUTS, STEP_GRAPH, STEM_FP32_UNTIL, STEM_OUTPUTS,
+                     EXPORT_FORMAT, BackendError, MissingRuntime, config_json, export_network, read_metadata, require,
+                     stage_names, step_weights)
 from . import ms_deform_attn_numba
 from .ms_deform_attn_ops import ms_deform_attn_gather
 
@@ -287,11 +288,16 @@ class OpenVinoGraph:
     `bf16_io`: inputs and outputs that cross the graph's boundary as bf16 (numpy uint16 arrays of bf16
     bits) under --amp bf16 on a CPU with bf16: between the encoder's stages, where the runtime would
     otherwise convert every tensor to float32 on the way out and back on the way in (a quarter of a
-    stage's time at 800x1422); the float32 stem rounds its outputs once, as the next stage would."""
+    stage's time at 800x1422); the stem rounds its outputs once, as the next stage would.
+
+    `fp32_prefix` (under bf16): the ops up to the last one whose name starts with it run float32, as a
+    graph of their own (`split_model`: OpenVINO's CPU plugin takes one precision per compiled graph);
+    the backbone's first stage (`STEM_FP32_UNTIL`), where bf16 moved the demo's tracks most."""
 
     KEEP = 2
 
-    def __init__(self, path, threads: int, precision: str = "fp32", device: str = "cpu", static=(), bf16_io=()):
+    def __init__(self, path, threads: int, precision: str = "fp32", device: str = "cpu", static=(), bf16_io=(),
+                 fp32_prefix: str = ""):
         self.ov = ov = require("openvino", "run --backend openvino")
         has_bf16 = (precision == "bf16" or bool(bf16_io)) and openvino_has_bf16()
         if precision == "bf16" and not has_bf16:
@@ -299,11 +305,12 @@ class OpenVinoGraph:
             precision = "fp32"
         self.core = ov.Core()
         self.path, self.name, self.static = str(path), Path(path).stem, tuple(static)
-        # Given only under --amp bf16 (the float32 stem then hands over bf16 too); empty without bf16.
+        # Given only under --amp bf16 (the stem then hands over bf16 too); empty without bf16.
         self.bf16_io = frozenset(bf16_io) if has_bf16 else frozenset()
         self.config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(threads),
                        "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
         self.precision = precision
+        self.fp32_prefix = fp32_prefix if precision == "bf16" else ""
         self.providers = ["openvino CPU " + precision]
         self._compiled: Dict[tuple, tuple] = {}
         # Read now, so that a file OpenVINO cannot read is refused before the first frame; compiled
@@ -329,8 +336,15 @@ class OpenVinoGraph:
                 if out.get_any_name() in self.bf16_io:
                     ppp.output(out.get_any_name()).tensor().set_element_type(ov.Type.bf16)
             model = ppp.build()
+        head = split_model(model, self.fp32_prefix) if self.fp32_prefix else None
+        if head is not None:
+            head, model = head
+            head = self.core.compile_model(head, "CPU", {**self.config, "INFERENCE_PRECISION_HINT": "f32"})
         compiled = self.core.compile_model(model, "CPU", self.config)
-        return compiled.create_infer_request(), [o.get_any_name() for o in compiled.outputs]
+        request = compiled.create_infer_request()
+        if head is not None:
+            request = HeadThenRest(head.create_infer_request(), request)
+        return request, [o.get_any_name() for o in compiled.outputs]
 
     def __call__(self, feeds: Mapping[str, np.ndarray], copy: bool = True):
         """The outputs in graph order; `copy=False` returns views of the request's buffers, valid until
@@ -352,6 +366,49 @@ class OpenVinoGraph:
         views = [request.get_tensor(name).data for name in outputs]
         views = [v.view(np.uint16) if name in self.bf16_io else v for name, v in zip(outputs, views)]
         return [np.array(v) for v in views] if copy else views
+
+
+SPLIT_INPUT = "head_features"
+
+
+def split_model(model, prefix: str):
+    """(head, rest) of an OpenVINO model: `head` computes the output of the last op (in topological
+    order) whose name starts with `prefix` from the model's inputs; `rest` is the model with that
+    output as a new input, `SPLIT_INPUT` (the model's own inputs stay, for shapes computed from them:
+    with static shapes, as the stem is compiled, those fold to constants). None when no op has such a
+    name (another backbone): the graph then runs whole."""
+    import openvino as ov
+    cut = [op for op in model.get_ordered_ops() if op.get_friendly_name().startswith(prefix)]
+    if not cut:
+        _log.info("openvino: no op named %s* in %s: it runs whole, in one precision", prefix,
+                  model.get_friendly_name())
+        return None
+    rest = model.clone()  # before the head's result is attached to the cut
+    out = cut[-1].output(0)
+    head = ov.Model([ov.opset13.result(out)], model.get_parameters(), "head")
+    node = next(op for op in rest.get_ordered_ops() if op.get_friendly_name() == cut[-1].get_friendly_name())
+    param = ov.opset13.parameter(out.get_partial_shape(), out.get_element_type(), name=SPLIT_INPUT)
+    for target in list(node.output(0).get_target_inputs()):
+        target.replace_source_output(param.output(0))
+    rest = ov.Model(rest.get_results(), [param] + list(rest.get_parameters()), "rest")
+    return head, rest
+
+
+class HeadThenRest:
+    """Two infer requests run as one: the head's output is the rest's `SPLIT_INPUT`."""
+
+    def __init__(self, head, rest):
+        self.head, self.rest = head, rest
+        self.rest_inputs = {i.get_any_name() for i in rest.model_inputs}
+
+    def infer(self, inputs, share_inputs=True):
+        self.head.infer(inputs, share_inputs=share_inputs)
+        feeds = {SPLIT_INPUT: self.head.get_output_tensor(0).data}
+        feeds.update({k: v for k, v in inputs.items() if k in self.rest_inputs})
+        self.rest.infer(feeds, share_inputs=True)
+
+    def get_tensor(self, name):
+        return self.rest.get_tensor(name)
 
 
 # Inputs whose shape is fixed for a frame size (OpenVINO compiles a static graph per frame size).
@@ -405,12 +462,15 @@ class ExportedNetwork:
                 return {}
             in_encoder = g in stages or g == STEP_GRAPH
             return {"static": STATIC_INPUTS.get(g, STAGE_STATIC),
-                    "bf16_io": bf16_io.get(g, STEP_BF16_IO) if in_encoder and precision == "bf16" else ()}
-        # bf16 covers the encoder's layers only, as under torch autocast (models/tracker.py): the stem
-        # (backbone, projections) and the decoder's graph run float32. A bf16 backbone moved the demo's
-        # +OFS row by +0.64 HOTA on an AVX512-BF16 CPU (-0.00 on AMX; +/-0.01 with the stem in float32),
-        # and bf16 rounding in the decoder would move boxes from frame to frame.
-        full = {"decode"} | ({stages[0]} if self.staged else set())
+                    "bf16_io": bf16_io.get(g, STEP_BF16_IO) if in_encoder and precision == "bf16" else (),
+                    "fp32_prefix": STEM_FP32_UNTIL if g == stages[0] else ""}
+        # bf16 covers the encoder's layers and, on OpenVINO, the backbone from its second stage on: the
+        # backbone's full-resolution start (stem convolution, layer1: STEM_FP32_UNTIL) and the decoder's
+        # graph run float32. On an AVX512-BF16 CPU a backbone wholly in bf16 moved the demo's +OFS row
+        # by +0.64 HOTA (-0.00 on AMX); with layer1 in float32 by -0.01 (the memory rows +0.31 / -0.01),
+        # 0.19 s a frame faster than a float32 stem at 800x1422. bf16 rounding in the decoder would
+        # move boxes from frame to frame. (onnxruntime runs float32 whatever the precision.)
+        full = {"decode"} | ({stages[0]} if self.staged and backend != "openvino" else set())
 
         def load(g):
             try:
@@ -431,7 +491,8 @@ class ExportedNetwork:
         self.sigmoid_attn = bool(network.transformer.encoder.layers[0].self_attn.sigmoid_attn)
         self.bf16_between_stages = self.staged and bool(getattr(self.stages[0], "bf16_io", ()))
         _log.info("network on %s (%s), %s, %d threads%s", backend, ", ".join(encoder.providers), self.precision,
-                  threads, ", encoder in stages (stem float32)" if self.staged else "")
+                  threads, ", encoder in stages" + (" (backbone's layer1 float32)" if self.precision == "bf16" else "")
+                  if self.staged else "")
 
     def __getattr__(self, name):
         if name in ("network", "graphs"):  # not yet set: no recursion

@@ -91,6 +91,11 @@ STEM_INPUTS, STEM_OUTPUTS = ("image",), ("encoded", "pos", "spatial_shapes", "re
 STEP_INPUTS = ("tokens", "attended", "pos")
 
 
+# The ONNX names of the backbone's layer1 ops in encode_stage0 (torch.onnx names an op by its module
+# path): under bf16 OpenVINO runs the stem up to there in float32 (models/backends.py).
+STEM_FP32_UNTIL = "/body/layer1/"
+
+
 def stage_names(n_layers: int) -> Tuple[str, ...]:
     return tuple(f"encode_stage{k}" for k in range(n_layers + 1))
 

@@ -24,7 +24,7 @@ import util.device
 from models import backends
 from models.backends import ExportedNetwork, cache_key, check_backend, exported_graphs
 from models.config import model_args
-from models.export import (STEP_GRAPH, step_weights, BackendError, MissingRuntime, export_network, config_json, read_metadata,
+from models.export import (STEM_FP32_UNTIL, STEP_GRAPH, step_weights, BackendError, MissingRuntime, export_network, config_json, read_metadata,
                            EncodeGraph, export_attention)
 from models.ms_deform_attn import ms_deform_attn_reference
 from models.ms_deform_attn_export import ms_deform_attn_export, ms_deform_attn_export_rows
@@ -253,16 +253,18 @@ def test_openvino_runs_the_middle_stages_as_one_compiled_step_in_float32(three_l
 @pytest.mark.skipif(not (_have("openvino") and backends.openvino_has_bf16()), reason="needs OpenVINO on a CPU with bf16")
 def test_openvino_bf16_stages_hand_over_bf16_and_stay_close_to_fp32(small, monkeypatch):
     """Under bf16 the stages pass what OpenVINO holds in bf16 as bf16 bits (the tokens stay float32;
-    the float32 stem hands over bf16 too); the encoding stays within bf16's rounding of the float32
-    one, with the kernel or the gather path."""
+    the stem hands over bf16 too); the encoding stays within bf16's rounding of the float32 one, with
+    the kernel or the gather path."""
     _, _, _, network, paths = small
     image = torch.randn(1, 3, 96, 160, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
         expected = network.encode(image).tokens
     exported = ExportedNetwork(network, paths, "openvino", threads=1, precision="bf16")
     assert exported.precision == "bf16" and exported.bf16_between_stages
-    # bf16 covers the encoder's layers; the stem (backbone) and the decoder run float32, as under torch
-    assert [g.precision for g in exported.stages] == ["fp32"] + ["bf16"] * (len(exported.stages) - 1)
+    # bf16 covers the encoder's layers and the backbone after its layer1 (the stem's float32 head);
+    # the decoder runs float32
+    assert [g.precision for g in exported.stages] == ["bf16"] * len(exported.stages)
+    assert exported.stages[0].fp32_prefix == STEM_FP32_UNTIL
     assert exported.graphs["decode"].precision == "fp32"
     tokens = exported.encode(image).tokens
     assert tokens.dtype == torch.float32
@@ -270,6 +272,37 @@ def test_openvino_bf16_stages_hand_over_bf16_and_stay_close_to_fp32(small, monke
     monkeypatch.setattr(backends.ms_deform_attn_numba, "available", lambda: False)
     fallback = exported.encode(image).tokens
     assert ((fallback - tokens).norm() / tokens.norm()).item() < 0.01
+
+
+@pytest.mark.skipif(not _have("openvino"), reason="openvino is not installed (pip install openvino)")
+def test_the_stem_split_at_layer1_computes_what_the_whole_stem_does(small):
+    """`split_model` cuts the exported stem after the backbone's layer1 (its ops carry that name); the
+    head then the rest, both compiled float32, give the whole graph's outputs to float rounding. A
+    prefix no op has leaves the graph whole."""
+    import openvino as ov
+    _, _, _, _, paths = small
+    core, config = ov.Core(), {"INFERENCE_NUM_THREADS": "1", "INFERENCE_PRECISION_HINT": "f32"}
+    image = np.random.default_rng(6).standard_normal((1, 3, 96, 160)).astype(np.float32)
+
+    def model():
+        m = core.read_model(str(paths["encode_stage0"]))
+        m.reshape({"image": list(image.shape)})
+        return m
+    whole = core.compile_model(model(), "CPU", config).create_infer_request()
+    whole.infer({"image": image})
+    head, rest = backends.split_model(model(), STEM_FP32_UNTIL)
+    assert any(op.get_friendly_name().startswith(STEM_FP32_UNTIL) for op in head.get_ordered_ops())
+    assert any(op.get_friendly_name().startswith("/body/layer2/") for op in rest.get_ordered_ops())
+    assert not any(op.get_friendly_name().startswith("/body/layer2/") for op in head.get_ordered_ops())
+    split = backends.HeadThenRest(core.compile_model(head, "CPU", config).create_infer_request(),
+                                  core.compile_model(rest, "CPU", config).create_infer_request())
+    split.infer({"image": image})
+    names = [o.get_any_name() for o in whole.model_outputs]
+    assert names == [o.get_any_name() for o in split.rest.model_outputs]
+    for name in names:
+        a, b = np.asarray(whole.get_tensor(name).data), np.asarray(split.get_tensor(name).data)
+        assert a.shape == b.shape and np.allclose(a, b, rtol=1e-5, atol=1e-5), name
+    assert backends.split_model(model(), "/no/such/op/") is None
 
 
 def _frames(n=4, hw=(96, 160), seed=5):
