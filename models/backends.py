@@ -16,8 +16,9 @@ float32 runs the middle stages as one compiled `encode_step` fed each stage's we
 its buffers are held once, not per stage).
 
 Precision: float32 by default; `--amp bf16` asks OpenVINO for bf16 inference
-(INFERENCE_PRECISION_HINT) of the encoder's layers where the CPU has bf16 (`ov.Core` reports
-"BF16"; the stem and the decoder stay float32, as under torch), else runs float32 with a warning;
+(INFERENCE_PRECISION_HINT) of the encoder's layers and the backbone after its layer1 where the CPU
+has bf16 (`ov.Core` reports "BF16"; the backbone's start and the decoder stay float32), else runs
+float32 with a warning;
 onnxruntime's CPU provider has no bf16 path and warns the same way.
 """
 from __future__ import annotations
