@@ -267,6 +267,8 @@ def test_openvino_bf16_stages_hand_over_bf16_and_stay_close_to_fp32(small, monke
     assert exported.stages[0].fp32_prefix == STEM_FP32_UNTIL
     assert exported.graphs["decode"].precision == "fp32"
     tokens = exported.encode(image).tokens
+    request, _ = next(iter(exported.stages[0]._compiled.values()))
+    assert isinstance(request, backends.HeadThenRest)  # the split was made
     assert tokens.dtype == torch.float32
     assert ((tokens - expected).norm() / expected.norm()).item() < 0.03
     monkeypatch.setattr(backends.ms_deform_attn_numba, "available", lambda: False)
@@ -294,6 +296,10 @@ def test_the_stem_split_at_layer1_computes_what_the_whole_stem_does(small):
     assert any(op.get_friendly_name().startswith(STEM_FP32_UNTIL) for op in head.get_ordered_ops())
     assert any(op.get_friendly_name().startswith("/body/layer2/") for op in rest.get_ordered_ops())
     assert not any(op.get_friendly_name().startswith("/body/layer2/") for op in head.get_ordered_ops())
+    # nothing of the head is computed again in the rest (shapes fold to constants)
+    computed = {op.get_friendly_name() for op in head.get_ordered_ops()
+                if op.get_type_name() not in ("Parameter", "Constant", "Result")}
+    assert computed and not computed & {op.get_friendly_name() for op in rest.get_ordered_ops()}
     split = backends.HeadThenRest(core.compile_model(head, "CPU", config).create_infer_request(),
                                   core.compile_model(rest, "CPU", config).create_infer_request())
     split.infer({"image": image})
@@ -563,6 +569,22 @@ def test_openvino_bf16_without_cpu_support_runs_fp32_with_a_warning(small, monke
     with pytest.warns(UserWarning, match="openvino runs in float32"):
         exported = ExportedNetwork(network, paths, "openvino", threads=1, precision="bf16")
     assert exported.precision == "fp32"
+    assert all(getattr(g, "fp32_prefix", "") == "" for g in exported.stages)
+
+
+@pytest.mark.skipif(not (_have("openvino") and backends.openvino_has_bf16()), reason="needs OpenVINO on a CPU with bf16")
+def test_a_stem_without_the_named_ops_runs_float32_whole_under_bf16(small, caplog):
+    """A stem graph with no op named as the split expects (another backbone) is not run wholly in
+    bf16, which failed the quality test: it runs float32 whole, with a warning naming the file."""
+    _, _, _, _, paths = small
+    graph = backends.OpenVinoGraph(paths["encode_stage0"], 1, "bf16", static=("image",), fp32_prefix="/no/such/op/")
+    image = np.random.default_rng(7).standard_normal((1, 3, 96, 160)).astype(np.float32)
+    with caplog.at_level("WARNING", logger=backends._log.name):
+        graph({"image": image})
+    assert "encode_stage0" in caplog.text and "runs float32 whole" in caplog.text
+    request, _ = next(iter(graph._compiled.values()))
+    assert not isinstance(request, backends.HeadThenRest)
+    assert request.get_compiled_model().get_property("INFERENCE_PRECISION_HINT").to_string() == "f32"
 
 
 def test_precision_sensitive_layers_stay_fp32_under_bf16_autocast(small):
