@@ -274,6 +274,14 @@ def test_openvino_bf16_stages_hand_over_bf16_and_stay_close_to_fp32(small, monke
     monkeypatch.setattr(backends.ms_deform_attn_numba, "available", lambda: False)
     fallback = exported.encode(image).tokens
     assert ((fallback - tokens).norm() / tokens.norm()).item() < 0.01
+    # Graphs exported without stages run the whole `encode`: its stem is split the same way.
+    whole = ExportedNetwork(network, {g: paths[g] for g in ("encode", "decode")}, "openvino", threads=1,
+                            precision="bf16")
+    assert not whole.staged
+    unstaged = whole.encode(image).tokens
+    request, _ = next(iter(whole.graphs["encode"]._compiled.values()))
+    assert isinstance(request, backends.HeadThenRest)
+    assert ((unstaged - expected).norm() / expected.norm()).item() < 0.03
 
 
 @pytest.mark.skipif(not _have("openvino"), reason="openvino is not installed (pip install openvino)")
